@@ -1,0 +1,1 @@
+"""DSFD: the Dual Shot Face Detector in pure PyTorch."""

@@ -1,0 +1,1 @@
+"""The `dsfd` command line."""

@@ -1,0 +1,88 @@
+"""`dsfd`: the command line. Each subcommand lives in its own module under ``jobs/``.
+
+A subcommand module defines ``configure(parser)`` (add its arguments; no heavy imports) and
+``run(args) -> int`` (do the work; imports torch/Ray only when needed). The modules are imported
+only when their subcommand is chosen, so ``dsfd eval ...`` never loads torch or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, one-line help); "eval" and "export" have their own sub-subcommands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "detect": ("jobs.detect", "detect faces in image files"),
+    "run": ("jobs.run", "run the detector over a dataset on Ray, writing Parquet (resumes)"),
+    "label": ("jobs.label", "pseudo-label an image folder or list (resumes)"),
+    "train": ("jobs.train", "train DSFD with Ray Train (resumes)"),
+    "anchors": ("jobs.anchors", "matched-anchor statistics of a dataset"),
+    "report": ("jobs.report", "HTML report with figures from run directories"),
+    "synth": ("jobs.synth", "generate the synthetic benchmark"),
+    "demo": ("jobs.demo", "the whole path on a generated benchmark"),
+}
+GROUPS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
+    "eval": (
+        "evaluate detections",
+        {
+            "wider": ("jobs.eval_wider", "WIDER FACE AP (easy/medium/hard) and PR curves"),
+            "fddb": ("jobs.eval_fddb", "FDDB discrete and continuous ROC"),
+        },
+    ),
+    "export": (
+        "export detections to an official format",
+        {"wider": ("jobs.export_wider", "WIDER FACE submission txt files")},
+    ),
+}
+
+
+class CommandError(Exception):
+    """A failure a subcommand reports as one line (exit status 1), without a traceback."""
+
+
+def _add(sub: argparse._SubParsersAction, name: str, module: str, help_: str, chosen: bool):
+    parser = sub.add_parser(name, help=help_, description=help_)
+    parser.set_defaults(_module=module)
+    # Only the chosen subcommand's module is imported (for its arguments).
+    if chosen:
+        importlib.import_module(module).configure(parser)
+    return parser
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsfd", description="DSFD face detection on Ray")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    words = [a for a in argv if not a.startswith("-")]
+    first, second = (words + ["", ""])[:2]
+    for name, (module, help_) in COMMANDS.items():
+        _add(sub, name, module, help_, name == first)
+    for group, (help_, members) in GROUPS.items():
+        gp = sub.add_parser(group, help=help_, description=help_)
+        gsub = gp.add_subparsers(dest="subcommand", required=True, metavar="KIND")
+        for name, (module, mhelp) in members.items():
+            _add(gsub, name, module, mhelp, group == first and name == second)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except CommandError as exc:
+        print(f"dsfd {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
+        print(f"dsfd {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dsfd {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data pipeline: datasets, table schemas and the Ray runner."""

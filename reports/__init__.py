@@ -1,0 +1,1 @@
+"""Metrics, figures and reports (no torch, no Ray)."""
