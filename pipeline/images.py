@@ -1,0 +1,152 @@
+"""Image decoding for the inference pipeline: any file Pillow reads, to an RGB ``uint8`` array.
+
+Decoding applies the EXIF orientation and converts every mode a photo collection holds
+(grayscale, 1-bit, CMYK, palette, alpha, 16-bit and 32-bit integer, float) to RGB. A file that
+cannot be turned into an image raises :class:`ImageReadError` with a one-line reason that the
+pipeline records in the ``error`` column; nothing here imports torch or Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default MAX_IMAGE_PIXELS, stated explicitly
+_RGB_DIRECT = {"1", "L", "P", "RGB", "RGBA", "RGBX", "LA", "PA", "La", "RGBa", "CMYK", "YCbCr",
+               "LAB", "HSV"}
+_HIGH_DEPTH = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+class ImageReadError(Exception):
+    """An image file that cannot be decoded; ``str(error)`` is the reason, one line."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image ready for the detector.
+
+    Attributes:
+        pixels: ``(H, W, 3)`` uint8 RGB array, C-contiguous, writable, possibly downscaled.
+        width: width in pixels of the image as stored (after EXIF orientation).
+        height: height in pixels of the image as stored (after EXIF orientation).
+        scale_x: ``pixels`` width divided by ``width`` (1.0 unless ``max_size`` shrank it);
+            divide detected x coordinates by it to get pixels of the stored image.
+        scale_y: the same for heights and y coordinates.
+    """
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB (alpha dropped, high bit depths scaled to 8 bits)."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _HIGH_DEPTH:
+        arr = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            peak = 1.0 if arr.size and float(np.nanmax(arr)) <= 1.0 else 255.0
+        else:
+            peak = 65535.0 if arr.size and float(arr.max()) > 255 else 255.0
+        arr = np.nan_to_num(arr) * (255.0 / peak)
+        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2), mode="RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if mode in _RGB_DIRECT or image.mode == "RGBA":
+        try:
+            return image.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise ImageReadError(f"unsupported image mode {mode!r}: {exc}") from exc
+    raise ImageReadError(f"unsupported image mode {mode!r}")
+
+
+def _open_checked(path: str, max_pixels: int) -> Image.Image:
+    """Open ``path`` lazily and refuse empty files and images over ``max_pixels``."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"file not found: {path}") from exc
+    except OSError as exc:
+        raise ImageReadError(f"cannot stat file: {exc}") from exc
+    if os.path.isdir(path):
+        raise ImageReadError(f"is a directory: {path}")
+    if size == 0:
+        raise ImageReadError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"file not found: {path}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError("not an image (format not recognised)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"decompression bomb: {exc}") from exc
+    except OSError as exc:
+        raise ImageReadError(f"cannot open image: {exc}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageReadError(
+            f"decompression bomb: {width}x{height} = {width * height} pixels over the limit "
+            f"of {max_pixels}"
+        )
+    if width <= 0 or height <= 0:
+        image.close()
+        raise ImageReadError(f"degenerate image size {width}x{height}")
+    return image
+
+
+def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_size: int | None = None) -> DecodedImage:
+    """Decode an image file to RGB with its EXIF orientation applied.
+
+    Args:
+        path: image file path.
+        max_pixels: refuse images with more pixels than this (decompression-bomb guard),
+            checked from the header before any pixel is decoded.
+        max_size: when set, images whose longer side exceeds it are downscaled (area
+            filter, aspect kept) so that the longer side equals it.
+
+    Returns:
+        The decoded image; see :class:`DecodedImage`.
+
+    Raises:
+        ImageReadError: vanished or empty file, not an image, truncated or corrupt data,
+            unsupported mode, or more than ``max_pixels`` pixels.
+    """
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be > 0, got {max_pixels}")
+    if max_size is not None and max_size <= 0:
+        raise ValueError(f"max_size must be > 0 or None, got {max_size}")
+    image = _open_checked(path, max_pixels)
+    try:
+        with image:
+            image.load()
+            oriented = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(oriented)
+            width, height = rgb.size
+            if max_size is not None and max(width, height) > max_size:
+                scale = max_size / max(width, height)
+                new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                rgb = rgb.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            pixels = np.array(rgb, dtype=np.uint8)  # copy: writable, C-contiguous (H, W, 3)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"decompression bomb: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"corrupt or truncated image: {exc}") from exc
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageReadError(f"decoded to unexpected shape {pixels.shape}")
+    return DecodedImage(pixels=pixels, width=width, height=height,
+                        scale_x=pixels.shape[1] / width, scale_y=pixels.shape[0] / height)
