@@ -1,0 +1,134 @@
+"""Training data: face boxes of a dataset spec, and the augmented torch dataset.
+
+Dataset specs understood here:
+
+* ``wider:ROOT[:split]``: a WIDER FACE root (annotation txt plus images); split ``train`` by
+  default.
+* ``synthetic:DIR[:split]``: the generated benchmark (WIDER layout under ``DIR/wider``); split
+  ``train`` by default.
+* ``wider-gt:PATH``: boxes only, from the official evaluation ``.mat`` file (``PATH`` is the
+  folder holding ``wider_face_val.mat`` or the file itself). The images are absent, so each image
+  is assumed to be a canvas of ``max(1024, right-most box edge)`` by ``max(768, lowest box edge)``
+  pixels (WIDER FACE images are 1024 pixels wide); the assumed size travels with every record.
+  Only for box statistics (``dsfd anchors``), not for training.
+
+Boxes come as the annotations' ``x y w h`` and become ``xyxy = (x, y, x + w, y + h)`` float32.
+Boxes narrower or shorter than 2 pixels are dropped, as the official training data loader does
+(this also removes the ``0 0 0 0`` placeholders of images without faces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.datasets.wider import WiderDataset, read_wider_eval_mat
+
+GT_CANVAS_WH: tuple[int, int] = (1024, 768)
+MIN_BOX_SIDE = 2
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One training image and its faces.
+
+    Attributes:
+        image_id: the benchmark's image id (``EVENT/NAME`` for WIDER FACE).
+        path: image file, or None for a boxes-only source.
+        boxes_xyxy: ``float32 [N, 4]`` xyxy pixels.
+        image_hw: ``(height, width)`` when known without decoding (the assumed canvas of a
+            boxes-only source), else None.
+    """
+
+    image_id: str
+    path: str | None
+    boxes_xyxy: np.ndarray
+    image_hw: tuple[int, int] | None = None
+
+
+def xywh_to_xyxy_filtered(boxes_xywh: np.ndarray) -> np.ndarray:
+    """``[K, 4]`` ``x y w h`` to ``float32 [N, 4]`` xyxy, dropping boxes under 2 px a side."""
+    b = np.asarray(boxes_xywh, dtype=np.float32).reshape(-1, 4)
+    b = b[(b[:, 2] >= MIN_BOX_SIDE) & (b[:, 3] >= MIN_BOX_SIDE)]
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1).astype(np.float32)
+
+
+def _canvas_hw(boxes_xyxy: np.ndarray) -> tuple[int, int]:
+    width, height = GT_CANVAS_WH
+    if len(boxes_xyxy):
+        width = max(width, int(np.ceil(boxes_xyxy[:, 2].max())))
+        height = max(height, int(np.ceil(boxes_xyxy[:, 3].max())))
+    return height, width
+
+
+def _split_spec(spec: str) -> tuple[str, str, str | None]:
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ValueError(
+            f"dataset spec {spec!r}: expected KIND:PATH[:split] with KIND one of "
+            "wider, synthetic, wider-gt"
+        )
+    path, split = rest, None
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail in ("train", "val", "test"):
+        path, split = head, tail
+    return kind, path, split
+
+
+def load_face_records(spec: str, default_split: str = "train") -> list[FaceRecord]:
+    """Face records of a dataset spec (see the module docstring).
+
+    Args:
+        spec: ``wider:ROOT[:split]``, ``synthetic:DIR[:split]`` or ``wider-gt:PATH``.
+        default_split: the split when the spec names none.
+
+    Returns:
+        Records in the dataset's file order.
+
+    Raises:
+        ValueError: unknown kind. FileNotFoundError: missing files.
+    """
+    kind, path, split = _split_spec(spec)
+    if kind == "wider-gt":
+        mat = Path(path)
+        if mat.is_dir():
+            mat = mat / "wider_face_val.mat"
+        records, _ = read_wider_eval_mat(mat)
+        out = []
+        for r in records:
+            boxes = xywh_to_xyxy_filtered(r.boxes_xywh)
+            out.append(FaceRecord(r.image_id, None, boxes, _canvas_hw(boxes)))
+        return out
+    if kind == "wider":
+        root = Path(path)
+    elif kind == "synthetic":
+        root = Path(path) / "wider"
+    else:
+        raise ValueError(
+            f"dataset spec {spec!r}: unknown kind {kind!r} (expected wider, synthetic, wider-gt)"
+        )
+    dataset = WiderDataset(root, split or default_split)
+    return [
+        FaceRecord(r.image_id, r.path, xywh_to_xyxy_filtered(r.boxes_xywh))
+        for r in dataset.records()
+    ]
+
+
+def image_hw_of(record: FaceRecord) -> tuple[int, int]:
+    """``(height, width)`` of a record: the known size or the image file's header."""
+    if record.image_hw is not None:
+        return record.image_hw
+    if record.path is None:
+        raise ValueError(f"image {record.image_id!r}: neither a size nor a path")
+    from PIL import Image  # header only; the pixels are not decoded
+
+    with Image.open(record.path) as im:
+        return im.height, im.width
+
+
+def describe_records(records: Sequence[FaceRecord]) -> dict[str, int]:
+    """Image and face counts (for resolved configs)."""
+    return {"num_images": len(records), "num_faces": int(sum(len(r.boxes_xyxy) for r in records))}
