@@ -1,0 +1,353 @@
+"""WIDER FACE predictions as the two evaluators read them (numpy and pyarrow only).
+
+Two sources:
+
+* a folder of official-format txt files ``PRED_DIR/EVENT/NAME.txt`` (line 1 the name, line 2
+  the count, then ``x y w h score`` lines);
+* a run directory (Parquet ``detections`` table, float32 ``x1 y1 x2 y2`` pixels with x2/y2
+  exclusive). Its boxes become the txt semantics ``x = x1, y = y1, w = x2 - x1, h = y2 - y1``
+  (float64 of the float32 values, no rounding), its scores float64 of the float32 values, in
+  row order (the order an export would write).
+
+Each flavour reads txt files the way its tool does:
+
+* ``matlab`` (official ``read_pred.m``): loops over the ground-truth images; a missing file is
+  reported and means no detections; reads the count on line 2 and exactly that many lines; a
+  line's box is its first 4 numbers and its score the **last** number; a count larger than the
+  lines, a line with fewer than 4 numbers or a non-numeric line drops the image's detections
+  ("Invalid format"); detections are then sorted by score, descending, with a stable sort.
+* ``pyport`` (wondervictor ``evaluation.py``): lists every event folder and file; the image key
+  is line 1 after the last ``/`` with trailing ``.jpg`` characters stripped; ignores the count
+  and parses every line after line 2 split on single spaces (a trailing space or blank line
+  crashes it); no sorting; a ground-truth image without a file crashes it (``KeyError``).
+  Where the port would crash, :class:`WiderPortCrash` says so instead of inventing a number.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.datasets.wider import WiderGroundTruth
+
+FLAVOURS: tuple[str, ...] = ("matlab", "pyport")
+
+_NUMBER_SEPARATORS = str.maketrans({",": " ", "\t": " ", "\r": " ", "\f": " ", "\v": " "})
+
+
+class WiderPortCrash(ValueError):
+    """The wondervictor port would crash on this input; it produces no number."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"flavour 'pyport': the wondervictor port crashes here ({what}) and reports no AP; "
+            "use flavour='matlab' (the official eval_tools), which tolerates this input"
+        )
+
+
+def check_flavour(flavour: str) -> str:
+    """Return ``flavour`` if it is ``matlab`` or ``pyport``; else raise ValueError."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+    return flavour
+
+
+@dataclass(frozen=True)
+class ImageDetections:
+    """Detections of one image, in the order the evaluator processes them.
+
+    Attributes:
+        boxes_xywh: (n, 4) float64 ``x y w h`` pixels.
+        scores: (n,) float64 raw scores: the column the evaluator normalises (the last one).
+        threshold_scores: None, or (n,) float64 raw values that the pyport thresholds instead of
+            the normalised ``scores`` (its files with more than 5 columns: it normalises the
+            last column but thresholds the fifth).
+    """
+
+    boxes_xywh: np.ndarray
+    scores: np.ndarray
+    threshold_scores: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+EMPTY = ImageDetections(np.zeros((0, 4)), np.zeros(0))
+
+
+@dataclass
+class WiderPredictions:
+    """Predictions keyed by image id (``EVENT/NAME``), as one flavour reads them.
+
+    Attributes:
+        flavour: ``matlab`` or ``pyport``.
+        images: image id -> detections for every ground-truth image the tool finds (matlab:
+            sorted; pyport: file order). Images absent here have no detections.
+        extra: detections of images the tool reads but that are not in the ground truth
+            (pyport normalises scores over them too; matlab never reads them).
+        missing: ground-truth images without a prediction file / run row.
+        messages: what the official tool would print (missing files, invalid formats).
+        source: the folder read.
+    """
+
+    flavour: str
+    images: dict[str, ImageDetections] = field(default_factory=dict)
+    extra: dict[str, ImageDetections] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def num_detections(self) -> int:
+        """Detections on ground-truth images."""
+        return int(sum(len(d) for d in self.images.values()))
+
+
+def stable_descending(scores: np.ndarray) -> np.ndarray:
+    """Indices sorting ``scores`` descending with ties in input order (MATLAB's
+    ``sort(..., 'descend')``, which also puts NaN first)."""
+    nan = np.isnan(scores)
+    order = np.argsort(-scores, kind="stable")
+    if nan.any():
+        order = np.concatenate([np.flatnonzero(nan), order[~nan[order]]])
+    return order
+
+
+def _sorted(det: ImageDetections) -> ImageDetections:
+    order = stable_descending(det.scores)
+    return ImageDetections(det.boxes_xywh[order], det.scores[order])
+
+
+# ----------------------------------------------------------------------------------------
+# matlab flavour: read_pred.m
+
+
+def _matlab_numbers(line: str) -> list[float] | None:
+    """The numbers ``str2num`` finds on a line of plain numbers, or None if it is not one."""
+    tokens = line.translate(_NUMBER_SEPARATORS).split()
+    try:
+        values = [float(t) for t in tokens if "_" not in t]
+    except ValueError:
+        return None
+    return values if len(values) == len(tokens) else None
+
+
+def parse_matlab_txt(text: str) -> ImageDetections | None:
+    """Parse one prediction file as ``read_pred.m`` does.
+
+    Returns:
+        The detections sorted by score (stable, descending); ``EMPTY`` for a count of 0 or
+        less; None for "Invalid format" (the tool then drops the image's detections).
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) < 2:
+        return None
+    count_values = _matlab_numbers(lines[1])
+    if count_values is None or len(count_values) != 1 or not math.isfinite(count_values[0]):
+        return None
+    count = count_values[0]
+    if count != int(count):
+        return None
+    if count <= 0:
+        return EMPTY
+    n = int(count)
+    if len(lines) < n + 2:
+        return None
+    rows = np.empty((n, 5), dtype=np.float64)
+    for k in range(n):
+        values = _matlab_numbers(lines[k + 2])
+        if values is None or len(values) < 4:
+            return None
+        rows[k, :4] = values[:4]
+        rows[k, 4] = values[-1]
+    return _sorted(ImageDetections(rows[:, :4], rows[:, 4]))
+
+
+def _read_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def read_matlab_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPredictions:
+    """Read ``PRED_DIR/EVENT/NAME.txt`` for every ground-truth image, as ``read_pred.m``."""
+    out = WiderPredictions(flavour="matlab", source=str(pred_dir))
+    for img in gt:
+        event, name = img.image_id.split("/", 1)
+        path = pred_dir / event / f"{name}.txt"
+        if not path.is_file():
+            out.missing.append(img.image_id)
+            out.messages.append(f"Can not find the prediction file {event} {name}")
+            continue
+        det = parse_matlab_txt(_read_text(path))
+        if det is None:
+            out.messages.append(f"Invalid format {event} {name}")
+        elif len(det):
+            out.images[img.image_id] = det
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# pyport flavour: evaluation.py (get_preds / read_pred_file)
+
+
+def parse_pyport_txt(text: str, where: str) -> tuple[str, np.ndarray]:
+    """Parse one file as the port's ``read_pred_file``: (image key, (n, C) float64 table).
+
+    Raises:
+        WiderPortCrash: where the port raises (empty file, trailing space, blank line,
+            non-numeric value, rows of different lengths).
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [ln + "\n" for ln in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    if not lines:
+        raise WiderPortCrash(f"IndexError: {where} is empty")
+    key = lines[0].rstrip("\n\r").split("/")[-1].rstrip(".jpg")
+    try:
+        rows = [[float(a) for a in ln.rstrip("\r\n").split(" ")] for ln in lines[2:]]
+    except ValueError as exc:
+        raise WiderPortCrash(f"ValueError: {exc} in {where}") from None
+    if len({len(r) for r in rows}) > 1:
+        raise WiderPortCrash(f"ValueError: lines of different lengths in {where}")
+    table = np.asarray(rows, dtype=np.float64)
+    return key, table.reshape(len(rows), -1) if rows else np.zeros((0, 5))
+
+
+def _pyport_detections(table: np.ndarray, where: str) -> ImageDetections:
+    if table.shape[0] == 0:
+        return EMPTY
+    if table.shape[1] < 5:
+        raise WiderPortCrash(f"IndexError: {where} has {table.shape[1]} columns, needs 5")
+    thr = table[:, 4].copy() if table.shape[1] > 5 else None
+    return ImageDetections(table[:, :4].copy(), table[:, -1].copy(), thr)
+
+
+def read_pyport_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPredictions:
+    """Read every file of every event folder, as the port's ``get_preds``; then look up each
+    ground-truth image the way its evaluation loop does (crashing where it crashes)."""
+    out = WiderPredictions(flavour="pyport", source=str(pred_dir))
+    found: dict[str, tuple[str, np.ndarray]] = {}
+    for event_dir in sorted(pred_dir.iterdir()):
+        if not event_dir.is_dir():
+            raise WiderPortCrash(f"NotADirectoryError: {event_dir} is not an event folder")
+        for file in sorted(event_dir.iterdir()):
+            if file.is_dir():
+                raise WiderPortCrash(f"IsADirectoryError: {file}")
+            key, table = parse_pyport_txt(_read_text(file), str(file))
+            image_id = f"{event_dir.name}/{key}"
+            if image_id in found:
+                raise ValueError(
+                    f"{file}: names image {key!r} like {found[image_id][0]}; the port keeps "
+                    "whichever its directory listing returns last, so its result is undefined"
+                )
+            found[image_id] = (str(file), table)
+    events = {k.split("/", 1)[0] for k in found} | {
+        p.name for p in pred_dir.iterdir() if p.is_dir()
+    }
+    gt_ids = set(gt.image_ids)
+    for img in gt:
+        event, name = img.image_id.split("/", 1)
+        if event not in events:
+            raise WiderPortCrash(f"KeyError: {event!r}, no folder for event {event}")
+        if img.image_id not in found:
+            raise WiderPortCrash(f"KeyError: {name!r}, no prediction file for {img.image_id}")
+    for image_id, (where, table) in found.items():
+        det = _pyport_detections(table, where)
+        if image_id in gt_ids:
+            out.images[image_id] = det
+        elif len(det):
+            out.extra[image_id] = det
+    return out
+
+
+def read_txt_predictions(
+    pred_dir: str | os.PathLike[str], gt: WiderGroundTruth, flavour: str = "matlab"
+) -> WiderPredictions:
+    """Read a folder of official-format txt files as ``flavour``'s tool does.
+
+    Raises:
+        NotADirectoryError: ``pred_dir`` is not a folder.
+        WiderPortCrash: (pyport) where the port would crash.
+    """
+    check_flavour(flavour)
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise NotADirectoryError(f"{pred_dir}: prediction folder not found")
+    if flavour == "matlab":
+        return read_matlab_txt_dir(pred_dir, gt)
+    return read_pyport_txt_dir(pred_dir, gt)
+
+
+# ----------------------------------------------------------------------------------------
+# Run directory (Parquet)
+
+
+def group_detection_columns(
+    image_ids: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray
+) -> Iterable[tuple[str, ImageDetections]]:
+    """Group detection rows by image, keeping row order within an image.
+
+    Args:
+        image_ids: (N,) object array of ``EVENT/NAME``.
+        boxes_xyxy: (N, 4) float32 ``x1 y1 x2 y2`` pixels, x2/y2 exclusive.
+        scores: (N,) float32.
+
+    Yields:
+        (image id, detections in row order) with ``w = x2 - x1`` and ``h = y2 - y1``.
+    """
+    if len(image_ids) == 0:
+        return
+    uniq, inverse = np.unique(image_ids, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    xyxy = boxes_xyxy.astype(np.float64)
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    score64 = scores.astype(np.float64)
+    for rows in np.split(order, bounds):
+        yield str(uniq[inverse[rows[0]]]), ImageDetections(xywh[rows], score64[rows])
+
+
+def read_run_predictions(
+    run_dir: str | os.PathLike[str], gt: WiderGroundTruth, flavour: str = "matlab"
+) -> WiderPredictions:
+    """Read a run directory's detections as ``flavour`` would read its exported txt files.
+
+    An image is *missing* when it is neither in the ``images`` table nor has a detection row
+    (an export writes no file for it): matlab treats it as no detections, pyport crashes.
+
+    Raises:
+        WiderPortCrash: (pyport) a ground-truth image is missing from the run.
+    """
+    from pipeline.schema import read_run_table
+
+    check_flavour(flavour)
+    run_dir = Path(run_dir)
+    if not (run_dir / "detections").is_dir() and not (run_dir / "images").is_dir():
+        raise NotADirectoryError(f"{run_dir}: not a run directory (no detections/ or images/)")
+    dets = read_run_table(run_dir, "detections")
+    images = read_run_table(run_dir, "images")
+    image_ids = np.asarray(dets.column("image_id").to_numpy(zero_copy_only=False), dtype=object)
+    boxes = np.stack([dets.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], axis=1)
+    scores = dets.column("score").to_numpy()
+    out = WiderPredictions(flavour=flavour, source=str(run_dir))
+    known = set(images.column("image_id").to_pylist()) | set(np.unique(image_ids).tolist())
+    for image_id, det in group_detection_columns(image_ids, boxes.reshape(-1, 4), scores):
+        if image_id in gt:
+            out.images[image_id] = _sorted(det) if flavour == "matlab" else det
+        elif flavour == "pyport":
+            out.extra[image_id] = det
+    for img in gt:
+        if img.image_id not in known:
+            event, name = img.image_id.split("/", 1)
+            if flavour == "pyport":
+                raise WiderPortCrash(f"KeyError: {name!r}, image {img.image_id} not in the run")
+            out.missing.append(img.image_id)
+            out.messages.append(f"Can not find the prediction file {event} {name}")
+    if flavour == "matlab":
+        out.images = {i.image_id: out.images[i.image_id] for i in gt if i.image_id in out.images}
+    return out
