@@ -1,0 +1,93 @@
+"""Model factory: ``build_model(name, width=...)`` fills in the parts of each architecture.
+
+Architectures are kept apart from weight loading (see :mod:`dsfd.checkpoint`): builders return
+randomly initialised models (Xavier for the new layers, as the paper says; He for backbones).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dsfd.backbones import RESNET_BLOCKS, VGG16, L2Norm, ResNet, extra_layers
+from dsfd.config import ModelConfig, scaled
+from dsfd.fem import FeatureEnhanceModule
+from dsfd.model import DSFD
+from dsfd.release import ReleaseDSFD
+
+L2NORM_SCALES: tuple[float, float, float] = (10.0, 8.0, 5.0)  # conv3_3, conv4_3, conv5_3
+
+
+def _init_new_layers(*modules: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every conv (paper section 4.1)."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
+def _init_backbone(module: nn.Module) -> None:
+    """He initialisation for backbone convs (torchvision's ResNet/VGG default), BN to 1/0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _build_paper(config: ModelConfig) -> DSFD:
+    backbone: VGG16 | ResNet
+    if config.name == "vgg16":
+        backbone = VGG16(config.width)
+        extras = extra_layers(backbone.out_channels[-1], config.width, batch_norm=False)
+    else:
+        backbone = ResNet(RESNET_BLOCKS[config.name], config.width)
+        extras = extra_layers(backbone.out_channels[-1], config.width, batch_norm=True)
+    # conv6_2 and conv7_2 have 512 and 256 channels (scaled) for every backbone
+    channels = [*backbone.out_channels, scaled(512, config.width), scaled(256, config.width)]
+    norms = nn.ModuleList(nn.Identity() for _ in range(6))
+    if config.name == "vgg16":
+        for level, scale in enumerate(L2NORM_SCALES):
+            norms[level] = L2Norm(channels[level], scale)
+    fem = FeatureEnhanceModule(channels)
+    model = DSFD(config, backbone=backbone, extras=extras, norms=norms, fem=fem,
+                 channels=channels, input_format="rgb_imagenet")
+    _init_backbone(backbone)
+    _init_new_layers(extras, fem, model.first_loc, model.first_conf, model.second_loc,
+                     model.second_conf)
+    return model
+
+
+def _build_release(config: ModelConfig) -> ReleaseDSFD:
+    model = ReleaseDSFD(config)
+    _init_backbone(nn.ModuleList([model.layer1, model.layer2, model.layer3, model.layer4]))
+    _init_new_layers(*(m for name, m in model.named_children() if not name.startswith("layer")
+                       or name in ("layer5", "layer6")))
+    return model
+
+
+def build_model(name: str = "vgg16", width: float = 1.0, input_size: int = 640) -> nn.Module:
+    """Build a randomly initialised DSFD model.
+
+    Args:
+        name: ``"vgg16"``, ``"resnet50"``, ``"resnet101"``, ``"resnet152"`` or
+            ``"release-r152"``.
+        width: channel multiplier (1.0 = the real network).
+        input_size: nominal input side in pixels, stored in the config.
+
+    Returns:
+        The model (train mode), with ``model.config``, ``model.anchor_specs`` and
+        ``model.input_format``.
+    """
+    return build_from_config(ModelConfig(name=name, width=width, input_size=input_size))
+
+
+def build_from_config(config: ModelConfig) -> nn.Module:
+    """Build the model a :class:`ModelConfig` describes (random init)."""
+    if config.name == "release-r152":
+        return _build_release(config)
+    return _build_paper(config)

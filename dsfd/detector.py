@@ -1,0 +1,170 @@
+"""``Detector``: images in, ``[N, 5]`` float32 ``(x1, y1, x2, y2, score)`` arrays out.
+
+The model runs on the second shot only. Images of the same size are batched in one forward;
+differently sized images run separately at their own size (no resize unless ``max_size``).
+``prepare`` and ``detect_prepared`` are the two halves of ``detect``, so a data pipeline can
+decode and normalise on other threads.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dsfd.anchors import AnchorSpec
+from dsfd.multiscale import multiscale_passes, size_filter, unflip
+from dsfd.nms import box_vote
+from dsfd.postprocess import PostprocessConfig, postprocess_shot
+from dsfd.preprocess import image_to_tensor, normalize, resize_uint8
+
+DEFAULT_POSTPROCESS = PostprocessConfig()
+EMPTY_PASS_PLACEHOLDER = (0.0, 0.0, 0.0, 0.0, 0.001)  # what the official detect_face returns
+
+
+class Detector:
+    """Face detection with a DSFD model.
+
+    Args:
+        model: a model from :func:`dsfd.build_model` / :func:`dsfd.load_model`.
+        device: where to run; defaults to the model's device.
+        config: post-processing thresholds.
+        batch_size: most same-size images per forward.
+    """
+
+    def __init__(self, model: nn.Module, *, device: torch.device | str | None = None,
+                 config: PostprocessConfig = DEFAULT_POSTPROCESS, batch_size: int = 8) -> None:
+        if not isinstance(config, PostprocessConfig):
+            raise TypeError(f"config must be a PostprocessConfig, got {type(config).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if device is None:
+            device = next(iter(model.parameters())).device
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.batch_size = batch_size
+        input_format = getattr(model, "input_format", None)
+        specs = getattr(model, "anchor_specs", None)
+        if not isinstance(input_format, str) or not isinstance(specs, tuple):
+            raise TypeError(f"{type(model).__name__} lacks `input_format`/`anchor_specs`; build "
+                            "it with dsfd.build_model or dsfd.load_model")
+        self.input_format: str = input_format
+        self.anchor_spec: AnchorSpec = specs[1]
+
+    def prepare(self, image: Any, *, scale: float = 1.0) -> Tensor:
+        """An image as network input: ``[3, H', W']`` float32 on the CPU.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB, ``[H, W]`` uint8 grayscale or a ``PIL.Image``.
+            scale: resize factor (cv2 ``INTER_LINEAR`` semantics, see :mod:`dsfd.preprocess`).
+
+        Returns:
+            Colour order and mean of ``model.input_format``; ``H' = round(H * scale)``.
+        """
+        pixels = image_to_tensor(image)  # [3, H, W] RGB 0..255
+        if scale != 1.0:
+            pixels = resize_uint8(pixels, scale)
+        return normalize(pixels, self.input_format)
+
+    @torch.inference_mode()
+    def _infer(self, batch: Tensor, top_k: int | None) -> list[Tensor]:
+        """``[N, 3, H, W]`` network input -> N ``[K, 5]`` detections in input pixels."""
+        out = self.model(batch.to(self.device))
+        return postprocess_shot(out.second, batch.shape[-2:], self.anchor_spec, self.config,
+                                top_k)
+
+    def detect_prepared(self, tensors: Sequence[Tensor],
+                        sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """Detect on prepared inputs; boxes are mapped to each image's original size.
+
+        Args:
+            tensors: ``[3, h, w]`` outputs of :meth:`prepare`.
+            sizes: original ``(H, W)`` of each image; boxes are scaled by ``W/w``, ``H/h``.
+
+        Returns:
+            Per image a float32 ``[K, 5]`` array, score descending.
+        """
+        if len(tensors) != len(sizes):
+            raise ValueError(f"{len(tensors)} tensors but {len(sizes)} sizes")
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, t in enumerate(tensors):
+            if t.ndim != 3 or t.shape[0] != 3:
+                raise ValueError(f"tensor {index}: expected [3, H, W], got {tuple(t.shape)}")
+            groups[tuple(t.shape)].append(index)
+        results: list[np.ndarray] = [np.zeros((0, 5), np.float32)] * len(tensors)
+        for shape, members in groups.items():
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start:start + self.batch_size]
+                dets = self._infer(torch.stack([tensors[i] for i in chunk]),
+                                   self.config.post_nms_top_k)
+                for i, d in zip(chunk, dets, strict=True):
+                    h0, w0 = sizes[i]
+                    factor = d.new_tensor([w0 / shape[2], h0 / shape[1]] * 2 + [1.0])
+                    results[i] = (d * factor).cpu().numpy().astype(np.float32)
+        return results
+
+    def detect(self, images: Sequence[Any], *, max_size: int | None = None) -> list[np.ndarray]:
+        """Detect faces in a list of images (single scale).
+
+        Args:
+            images: ``[H, W, 3]`` uint8 RGB / ``[H, W]`` uint8 arrays or ``PIL.Image``s.
+            max_size: if given, images whose longer side exceeds it are downscaled so it
+                equals ``max_size``; boxes are still returned in original pixels.
+
+        Returns:
+            Per image a float32 ``[K, 5]`` array ``(x1, y1, x2, y2, score)``, score descending.
+        """
+        if not isinstance(images, Sequence) or isinstance(images, str | bytes):
+            raise TypeError(f"detect expects a list of images, got {type(images).__name__}")
+        if max_size is not None and max_size < 32:
+            raise ValueError(f"max_size must be >= 32 pixels, got {max_size}")
+        tensors, sizes = [], []
+        for image in images:
+            pixels = image_to_tensor(image)
+            h, w = pixels.shape[-2:]
+            sizes.append((int(h), int(w)))
+            if max_size is not None and max(h, w) > max_size:
+                pixels = resize_uint8(pixels, max_size / max(h, w))
+            tensors.append(normalize(pixels, self.input_format))
+        return self.detect_prepared(tensors, sizes)
+
+    def detect_pass(self, pixels: Tensor, scale: float, flip: bool) -> Tensor:
+        """One pass of the multi-scale test on ``[3, H, W]`` RGB pixels (0..255).
+
+        Returns ``[K, 5]`` detections in original pixels (divided by ``scale``, mirrored back
+        when ``flip``), NMS-ed but not capped; the official placeholder box when empty.
+        """
+        width = pixels.shape[-1]
+        img = pixels.flip(-1) if flip else pixels
+        if scale != 1.0:
+            img = resize_uint8(img, scale)
+        dets = self._infer(normalize(img, self.input_format)[None], None)[0]
+        dets = torch.cat((dets[:, :4] / scale, dets[:, 4:]), dim=1)
+        if flip:
+            dets = unflip(dets, width)
+        if dets.shape[0] == 0:
+            dets = dets.new_tensor([EMPTY_PASS_PLACEHOLDER])
+        return dets
+
+    def detect_multiscale(self, image: Any) -> np.ndarray:
+        """The official WIDER FACE multi-scale + flip test with box voting.
+
+        Args:
+            image: as for :meth:`detect`.
+
+        Returns:
+            float32 ``[K, 5]`` (``K <= post_nms_top_k``), in original pixels, leader order
+            (score descending).
+        """
+        pixels = image_to_tensor(image)
+        height, width = int(pixels.shape[1]), int(pixels.shape[2])
+        dets = [size_filter(self.detect_pass(pixels, p.scale, p.flip), p.keep)
+                for p in multiscale_passes(height, width)]
+        voted = box_vote(torch.cat(dets).cpu(), self.config.vote_thresh,
+                         self.config.post_nms_top_k)
+        return voted.numpy().astype(np.float32)
