@@ -30,19 +30,14 @@ class DecodedImage:
     """An image ready for the detector.
 
     Attributes:
-        pixels: ``(H, W, 3)`` uint8 RGB array, C-contiguous, writable, possibly downscaled.
-        width: width in pixels of the image as stored (after EXIF orientation).
-        height: height in pixels of the image as stored (after EXIF orientation).
-        scale_x: ``pixels`` width divided by ``width`` (1.0 unless ``max_size`` shrank it);
-            divide detected x coordinates by it to get pixels of the stored image.
-        scale_y: the same for heights and y coordinates.
+        pixels: ``(H, W, 3)`` uint8 RGB array, C-contiguous, writable.
+        width: ``W``, the width in pixels after EXIF orientation.
+        height: ``H``, the height in pixels after EXIF orientation.
     """
 
     pixels: np.ndarray
     width: int
     height: int
-    scale_x: float = 1.0
-    scale_y: float = 1.0
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -106,16 +101,13 @@ def _open_checked(path: str, max_pixels: int) -> Image.Image:
     return image
 
 
-def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_size: int | None = None) -> DecodedImage:
+def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode an image file to RGB with its EXIF orientation applied.
 
     Args:
         path: image file path.
         max_pixels: refuse images with more pixels than this (decompression-bomb guard),
             checked from the header before any pixel is decoded.
-        max_size: when set, images whose longer side exceeds it are downscaled (area
-            filter, aspect kept) so that the longer side equals it.
 
     Returns:
         The decoded image; see :class:`DecodedImage`.
@@ -126,8 +118,6 @@ def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     """
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be > 0, got {max_pixels}")
-    if max_size is not None and max_size <= 0:
-        raise ValueError(f"max_size must be > 0 or None, got {max_size}")
     image = _open_checked(path, max_pixels)
     try:
         with image:
@@ -135,10 +125,6 @@ def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
             oriented = ImageOps.exif_transpose(image)
             rgb = _to_rgb(oriented)
             width, height = rgb.size
-            if max_size is not None and max(width, height) > max_size:
-                scale = max_size / max(width, height)
-                new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-                rgb = rgb.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
             pixels = np.array(rgb, dtype=np.uint8)  # copy: writable, C-contiguous (H, W, 3)
     except ImageReadError:
         raise
@@ -148,5 +134,4 @@ def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageReadError(f"corrupt or truncated image: {exc}") from exc
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageReadError(f"decoded to unexpected shape {pixels.shape}")
-    return DecodedImage(pixels=pixels, width=width, height=height,
-                        scale_x=pixels.shape[1] / width, scale_y=pixels.shape[0] / height)
+    return DecodedImage(pixels=pixels, width=width, height=height)

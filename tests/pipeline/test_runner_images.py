@@ -59,13 +59,3 @@ def test_decompression_bomb_limit_is_checked_from_the_header(tmp_path: Path) -> 
     with pytest.raises(ImageReadError, match="decompression bomb: 40x30 = 1200 pixels"):
         decode_image(str(tmp_path / "big.png"), max_pixels=1199)
     assert decode_image(str(tmp_path / "big.png"), max_pixels=1200).width == 40
-
-
-def test_max_size_downscales_and_reports_scale(tmp_path: Path) -> None:
-    Image.fromarray(gradient_rgb(300, 100)).save(tmp_path / "wide.png")
-    image = decode_image(str(tmp_path / "wide.png"), max_size=150)
-    assert (image.width, image.height) == (300, 100)
-    assert image.pixels.shape == (50, 150, 3)
-    assert image.scale_x == pytest.approx(0.5) and image.scale_y == pytest.approx(0.5)
-    same = decode_image(str(tmp_path / "wide.png"), max_size=300)
-    assert same.pixels.shape == (100, 300, 3) and same.scale_x == 1.0
