@@ -287,6 +287,24 @@ def read_txt_predictions(
 # Run directory (Parquet)
 
 
+def group_rows(image_ids: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
+    """Group row indices by image id, keeping row order within an image.
+
+    Args:
+        image_ids: (N,) object array of image ids.
+
+    Yields:
+        (image id, (k,) int64 row indices ascending), images in sorted id order.
+    """
+    if len(image_ids) == 0:
+        return
+    uniq, inverse = np.unique(image_ids, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    for rows in np.split(order, bounds):
+        yield str(uniq[inverse[rows[0]]]), rows
+
+
 def group_detection_columns(
     image_ids: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray
 ) -> Iterable[tuple[str, ImageDetections]]:
@@ -298,18 +316,14 @@ def group_detection_columns(
         scores: (N,) float32.
 
     Yields:
-        (image id, detections in row order) with ``w = x2 - x1`` and ``h = y2 - y1``.
+        (image id, detections in row order) with ``w = x2 - x1`` and ``h = y2 - y1`` computed
+        in float64 from the float32 values.
     """
-    if len(image_ids) == 0:
-        return
-    uniq, inverse = np.unique(image_ids, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
     xyxy = boxes_xyxy.astype(np.float64)
     xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
     score64 = scores.astype(np.float64)
-    for rows in np.split(order, bounds):
-        yield str(uniq[inverse[rows[0]]]), ImageDetections(xywh[rows], score64[rows])
+    for image_id, rows in group_rows(image_ids):
+        yield image_id, ImageDetections(xywh[rows], score64[rows])
 
 
 def read_run_predictions(

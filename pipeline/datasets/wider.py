@@ -54,6 +54,8 @@ _MAT_ATTRIBUTE_VARS: dict[str, str] = {a: f"{a}_label_list" for a in ATTRIBUTE_N
 
 def _as_int32_boxes(boxes: Any, where: str) -> np.ndarray:
     arr = np.asarray(boxes)
+    if arr.dtype == np.int32 and arr.ndim == 2 and arr.shape[1] == 4:  # fast path
+        return np.ascontiguousarray(arr)
     if arr.size == 0:
         return np.zeros((0, 4), dtype=np.int32)
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -80,6 +82,9 @@ def _as_attributes(attributes: Mapping[str, Any], num_boxes: int, where: str) ->
     out: dict[str, np.ndarray] = {}
     for name in ATTRIBUTE_NAMES:
         arr = np.asarray(attributes[name]).reshape(-1)
+        if arr.dtype == np.uint8 and arr.shape == (num_boxes,):  # fast path: already valid
+            out[name] = np.ascontiguousarray(arr)
+            continue
         if arr.shape != (num_boxes,):
             raise ValueError(
                 f"{where}: attribute {name!r} must have shape ({num_boxes},), got {arr.shape}"
@@ -705,3 +710,37 @@ class WiderDataset:
         else:
             info["num_images"] = sum(1 for _ in self._tree_ids())
         return info
+
+
+# ----------------------------------------------------------------------------------------
+# Detection (submission) files
+
+
+def format_wider_detections(name: str, boxes_xyxy: np.ndarray, scores: np.ndarray) -> str:
+    """One official detection file: ``NAME``, the count, then ``x y w h score`` lines.
+
+    Rounding, as the DSFD release's ``write_to_txt`` does it, adapted to exclusive corners:
+    ``x = floor(x1)``, ``y = floor(y1)``, ``w = ceil(x2 - x1)``, ``h = ceil(y2 - y1)`` and the
+    score with 3 decimals. The release writes ``ceil(x2 - x1 + 1)`` because its x2 is the last
+    pixel (inclusive); ours is one past it, so the ``+ 1`` is not added and a box keeps its
+    width (up to the ceiling). Arithmetic is float64 on the float32 values.
+
+    Args:
+        name: the image name (line 1), without event or extension.
+        boxes_xyxy: (n, 4) float ``x1 y1 x2 y2`` pixels, x2/y2 exclusive.
+        scores: (n,) float.
+    """
+    xyxy = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(xyxy) != len(sc):
+        raise ValueError(f"{name}: {len(xyxy)} boxes but {len(sc)} scores")
+    if not (np.all(np.isfinite(xyxy)) and np.all(np.isfinite(sc))):
+        raise ValueError(f"{name}: boxes and scores must be finite")
+    xy = np.floor(xyxy[:, :2]).astype(np.int64)
+    wh = np.ceil(xyxy[:, 2:] - xyxy[:, :2]).astype(np.int64)
+    lines = [name, str(len(sc))]
+    lines.extend(
+        f"{x} {y} {w} {h} {s:.3f}"
+        for (x, y), (w, h), s in zip(xy.tolist(), wh.tolist(), sc.tolist(), strict=True)
+    )
+    return "\n".join(lines) + "\n"

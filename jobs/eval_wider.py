@@ -1,0 +1,102 @@
+"""``dsfd eval wider``: WIDER FACE val AP (easy/medium/hard) and PR curves.
+
+Loads neither torch nor Ray: only numpy, scipy (the .mat files), pyarrow (run directories) and,
+with ``--plot``, matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from jobs.cli import CommandError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pred", required=True, help="run directory (Parquet) or folder of EVENT/NAME.txt files"
+    )
+    parser.add_argument(
+        "--gt", required=True, help="folder with the four official .mat files (or dataset root)"
+    )
+    parser.add_argument(
+        "--flavour",
+        choices=("matlab", "pyport"),
+        default="matlab",
+        help="matlab: official eval_tools (default); pyport: the wondervictor Python port",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write AP, PR curves and counts as JSON")
+    parser.add_argument("--plot", metavar="PREFIX", help="write PREFIX.png and PREFIX.pdf")
+    parser.add_argument("--label", default=None, help="legend name in the plot (default: --pred)")
+    parser.add_argument(
+        "--attributes",
+        action="store_true",
+        help="also report recall per attribute on hard faces (precision floor --precision)",
+    )
+    parser.add_argument("--precision", type=float, default=0.9, help="precision floor (0.9)")
+
+
+def _write_json(path: str, doc: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reports.wider_eval import (
+        WiderPortCrash,
+        evaluate_predictions,
+        load_ground_truth,
+        load_predictions,
+    )
+
+    if not Path(args.pred).is_dir():
+        raise CommandError(f"--pred {args.pred}: not a folder")
+    gt = load_ground_truth(args.gt)
+    try:
+        pred = load_predictions(args.pred, gt, args.flavour)
+    except WiderPortCrash as exc:
+        if args.json:
+            _write_json(args.json, {"flavour": args.flavour, "error": str(exc)})
+        raise CommandError(str(exc)) from None
+    result, state = evaluate_predictions(pred, gt, track_faces=args.attributes)
+    for line in result.messages:
+        print(line)
+    print(
+        f"WIDER FACE val AP ({result.flavour} flavour, {result.num_images} images, "
+        f"{result.num_detections} detections)"
+    )
+    for setting, ap in result.ap.items():
+        print(f"  {setting:<7} {ap:.17g}")
+    doc = result.to_json()
+    if args.attributes:
+        from reports.wider_attributes import attribute_breakdown
+
+        breakdown = attribute_breakdown(state, result, gt, target_precision=args.precision)
+        doc["attributes"] = breakdown
+        _print_breakdown(breakdown)
+    if args.json:
+        _write_json(args.json, doc)
+    if args.plot:
+        from reports.plots import plot_wider_pr, save_figure
+
+        fig, _ = plot_wider_pr({args.label or Path(args.pred).name: result})
+        for path in save_figure(fig, args.plot):
+            print(f"wrote {path}")
+    return 0
+
+
+def _print_breakdown(b: dict) -> None:
+    thr = "none" if b["threshold"] is None else f"{b['threshold']:.3f}"
+    print(
+        f"recall on {b['setting']} faces at threshold {thr} "
+        f"(precision >= {b['target_precision']}): {b['recall']:.4f}"
+    )
+    for attr, groups in b["groups"].items():
+        cells = [
+            f"{label} {g['recall']:.3f} ({g['num_faces']})"
+            for label, g in groups.items()
+            if g["recall"] is not None
+        ]
+        print(f"  {attr:<12} " + ", ".join(cells))
