@@ -166,6 +166,14 @@ def _from_our_checkpoint(obj: Mapping[str, Any], path: Path, checksum: str,
     return _to(model, map_location), info
 
 
+def _release_width(state: Mapping[str, Any], path: Path) -> float:
+    """Width multiplier of a release-layout state_dict, from its stem (64 channels at 1.0)."""
+    stem = state.get("layer1.0.weight")
+    if not isinstance(stem, Tensor) or stem.ndim != 4:
+        raise ValueError(f"{path}: 'layer1.0.weight' is not a 4-D tensor")
+    return 1.0 if stem.shape[0] == 64 else stem.shape[0] / 64
+
+
 def _from_file(path: Path, map_location: Any, want_release: bool) -> tuple[nn.Module, ModelInfo]:
     obj = read_weights_file(path, map_location)
     checksum = sha256_file(path)
@@ -175,7 +183,7 @@ def _from_file(path: Path, map_location: Any, want_release: bool) -> tuple[nn.Mo
             raise ValueError(f"{path}: a {info.name} checkpoint, not release-r152")
         return model, info
     if isinstance(obj, Mapping) and (want_release or is_release_state_dict(obj)):
-        config = ModelConfig(name="release-r152")
+        config = ModelConfig(name="release-r152", width=_release_width(obj, path))
         model = load_weights(build_from_config(config), obj, source=str(path))
         info = ModelInfo(config.name, config, checksum, "official-state-dict", str(path))
         return _to(model, map_location), info

@@ -107,7 +107,8 @@ def sort_by_score(scores: Tensor) -> Tensor:
     return torch.sort(scores, descending=True, stable=True).indices
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3, *,
+        block_size: int = 1024) -> Tensor:
     """Greedy non-maximum suppression: a box is dropped when ``IoU > iou_thresh`` (no ``+1``)
     with a higher-scored kept box.
 
@@ -115,6 +116,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3) -> Tensor:
         boxes: ``[N, 4]`` xyxy.
         scores: ``[N]``.
         iou_thresh: suppression threshold.
+        block_size: see :func:`greedy_clusters` (memory/speed only, same result).
 
     Returns:
         ``[K]`` int64 indices of kept boxes, by descending score.
@@ -122,11 +124,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3) -> Tensor:
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = sort_by_score(scores)
-    leaders, _ = greedy_clusters(boxes[order], iou_thresh, iou_fn=box_iou, inclusive=False)
+    leaders, _ = greedy_clusters(boxes[order], iou_thresh, iou_fn=box_iou, inclusive=False,
+                                 block_size=block_size)
     return order[leaders]
 
 
-def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750) -> Tensor:
+def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750, *,
+             block_size: int = 1024) -> Tensor:
     """Box voting of the official WIDER FACE test script (``bbox_vote``).
 
     Boxes sorted by score; each leader takes all remaining boxes with ``IoU >= iou_thresh``
@@ -137,6 +141,7 @@ def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750) -> 
         dets: ``[N, 5]`` ``(x1, y1, x2, y2, score)``.
         iou_thresh: grouping threshold.
         top_k: boxes kept (None keeps all).
+        block_size: see :func:`greedy_clusters` (memory/speed only, same result).
 
     Returns:
         ``[K, 5]`` float32 in the same layout, computed in float64.
@@ -147,7 +152,7 @@ def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750) -> 
     if d.shape[0] == 0:
         return dets.new_zeros((0, 5), dtype=torch.float32)
     leaders, group = greedy_clusters(d[:, :4], iou_thresh, iou_fn=box_iou_plus_one,
-                                     inclusive=True)
+                                     inclusive=True, block_size=block_size)
     num = leaders.shape[0]
     count = torch.zeros(num, dtype=torch.int64, device=d.device).index_add_(
         0, group, torch.ones_like(group))

@@ -1,0 +1,126 @@
+"""NMS and box voting against straightforward references (transcriptions of the originals)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dsfd.boxes import box_iou, box_iou_plus_one
+from dsfd.nms import box_vote, greedy_clusters, nms
+
+
+def reference_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
+    """ssd.pytorch-style greedy NMS, one box at a time (stable descending order)."""
+    order = list(np.argsort(-scores, kind="stable"))
+    keep: list[int] = []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        rest = []
+        for j in order:
+            xx1, yy1 = max(boxes[i, 0], boxes[j, 0]), max(boxes[i, 1], boxes[j, 1])
+            xx2, yy2 = min(boxes[i, 2], boxes[j, 2]), min(boxes[i, 3], boxes[j, 3])
+            inter = max(0.0, xx2 - xx1) * max(0.0, yy2 - yy1)
+            area_i = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+            area_j = (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
+            if inter / (area_i + area_j - inter) <= thresh:
+                rest.append(j)
+        order = rest
+    return keep
+
+
+def reference_bbox_vote(det: np.ndarray) -> np.ndarray:
+    """The official ``bbox_vote`` of widerface_val.py (HEAD version), with a stable sort."""
+    order = np.argsort(-det[:, 4], kind="stable")
+    det = det[order, :]
+    dets = np.zeros((0, 5))
+    while det.shape[0] > 0:
+        area = (det[:, 2] - det[:, 0] + 1) * (det[:, 3] - det[:, 1] + 1)
+        xx1 = np.maximum(det[0, 0], det[:, 0])
+        yy1 = np.maximum(det[0, 1], det[:, 1])
+        xx2 = np.minimum(det[0, 2], det[:, 2])
+        yy2 = np.minimum(det[0, 3], det[:, 3])
+        w = np.maximum(0.0, xx2 - xx1 + 1)
+        h = np.maximum(0.0, yy2 - yy1 + 1)
+        inter = w * h
+        o = inter / (area[0] + area[:] - inter)
+        merge_index = np.where(o >= 0.3)[0]
+        det_accu = det[merge_index, :]
+        det = np.delete(det, merge_index, 0)
+        if merge_index.shape[0] <= 1:
+            continue
+        det_accu[:, 0:4] = det_accu[:, 0:4] * np.tile(det_accu[:, -1:], (1, 4))
+        max_score = np.max(det_accu[:, 4])
+        det_accu_sum = np.zeros((1, 5))
+        det_accu_sum[:, 0:4] = np.sum(det_accu[:, 0:4], axis=0) / np.sum(det_accu[:, -1:])
+        det_accu_sum[:, 4] = max_score
+        dets = np.vstack((dets, det_accu_sum))
+    return dets[0:750, :]
+
+
+def random_boxes(n: int, seed: int, span: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, span, (n, 2))
+    wh = rng.uniform(4, 60, (n, 2))
+    boxes = np.concatenate((xy, xy + wh), axis=1).astype(np.float32)
+    scores = rng.uniform(0, 1, n).astype(np.float32)
+    scores[: n // 10] = 0.5  # ties
+    return boxes, scores
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("block_size", [7, 64, 1024])
+def test_nms_matches_reference(seed: int, block_size: int) -> None:
+    boxes, scores = random_boxes(300, seed)
+    want = reference_nms(boxes.astype(np.float64), scores.astype(np.float64), 0.3)
+    order = torch.sort(torch.from_numpy(scores), descending=True, stable=True).indices
+    leaders, _ = greedy_clusters(torch.from_numpy(boxes)[order], 0.3, block_size=block_size)
+    assert order[leaders].tolist() == want
+    got = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3, block_size=block_size)
+    assert got.tolist() == want
+
+
+def test_nms_edge_cases() -> None:
+    assert nms(torch.zeros(0, 4), torch.zeros(0)).numel() == 0
+    one = nms(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([0.5]))
+    assert one.tolist() == [0]
+    # IoU exactly 0.3 is kept (suppression needs IoU > 0.3): 3 boxes, 10x10, offset gives 0.3
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0 * 0.3 / 1.3 * 2]])
+    iou = box_iou(a[:1], a[1:]).item()
+    kept = nms(a, torch.tensor([0.9, 0.8]), iou)
+    assert kept.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("block_size", [5, 1024])
+def test_box_vote_matches_reference(seed: int, block_size: int) -> None:
+    boxes, scores = random_boxes(400, seed, span=120.0)
+    det = np.concatenate((boxes, scores[:, None]), axis=1).astype(np.float64)
+    want = reference_bbox_vote(det.copy())
+    got = box_vote(torch.from_numpy(det), block_size=block_size).numpy()
+    assert got.dtype == np.float32
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
+
+
+def test_box_vote_drops_singletons_and_caps() -> None:
+    lonely = torch.tensor([[0.0, 0.0, 10.0, 10.0, 0.9], [50.0, 50.0, 60.0, 60.0, 0.8]])
+    assert box_vote(lonely).shape == (0, 5)
+    assert box_vote(torch.zeros(0, 5)).shape == (0, 5)
+    pair = torch.tensor([[0.0, 0.0, 10.0, 10.0, 0.75], [2.0, 0.0, 12.0, 10.0, 0.25]])
+    got = box_vote(pair)
+    torch.testing.assert_close(got, torch.tensor([[0.5, 0.0, 10.5, 10.0, 0.75]]))
+    many = torch.cat([torch.tensor([[i * 100.0, 0, i * 100.0 + 10, 10, 0.5]]).repeat(2, 1)
+                      for i in range(800)])
+    assert box_vote(many).shape == (750, 5)
+    assert box_vote(many, top_k=None).shape == (800, 5)
+
+
+def test_plus_one_iou_is_used_for_voting() -> None:
+    # two 1-px-wide boxes touching: no overlap without +1, IoU 1/3 with +1 -> one group
+    pair = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.9], [1.0, 0.0, 1.0, 0.0, 0.8]])
+    assert box_iou_plus_one(pair[:1, :4], pair[1:, :4]).item() == 0.0
+    close = torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.9], [1.0, 0.0, 2.0, 1.0, 0.8]])
+    assert box_iou_plus_one(close[:1, :4], close[1:, :4]).item() == pytest.approx(1 / 3)
+    assert box_vote(close).shape == (1, 5)
