@@ -80,7 +80,10 @@ def test_mat_writer_reproduces_the_real_files(real_gt, shared_dir: Path, tmp_pat
         ours = scipy.io.loadmat(tmp_path / f"{name}.mat", mat_dtype=True)
         real = scipy.io.loadmat(real_path, mat_dtype=True)
         assert scipy.io.whosmat(tmp_path / f"{name}.mat") == scipy.io.whosmat(real_path)
-        for var in (k for k in real if not k.startswith("__")):
+        variables = [k for k in real if not k.startswith("__")]
+        if name != "wider_face_val":  # the other variables repeat wider_face_val's
+            variables = ["event_list", "gt_list"]
+        for var in variables:
             _compare_cells(ours[var], real[var], f"{name}.{var}")
 
 
