@@ -253,6 +253,33 @@ def fddb_hungarian(ratings: np.ndarray, max_steps: int | None = None) -> list[in
         raise ValueError(f"ratings must have no more rows than columns, got {m}x{n}")
     if m == 0:
         return []
+    if m == 1 and not np.isnan(array).any():
+        return [_single_row(array[0].tolist())]
+    return _solve_generic(array, max_steps)
+
+
+def _single_row(row: list[float]) -> int:
+    """The solver's result for one row, without running it.
+
+    With one row the cover is the row maximum u (rows win: the column total is a sum of the
+    same nonnegative values), the star goes to the first column with ``|u - r_j| < EPS``, and
+    no later step can move it: an augmenting path needs a row without a star, and every dual
+    update keeps the starred cell tight. ``tests/reports/test_fddb_hungarian.py`` checks this
+    against the full procedure.
+    """
+    u = 0.0
+    for value in row:
+        if value > u:
+            u = value
+    for j, value in enumerate(row):
+        if abs(u + 0.0 - value) < HUNGARIAN_EPS:
+            return j
+    raise HungarianError("a single row without a tight cell (all ratings <= 0)")
+
+
+def _solve_generic(array: np.ndarray, max_steps: int | None = None) -> list[int]:
+    """The full procedure: cover, stars, then routines I and II until done."""
+    m, n = array.shape
     solver = _Solver(array.tolist(), m, n)
     solver.make_cover()
     solver.build_q()

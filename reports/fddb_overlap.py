@@ -32,36 +32,59 @@ MASK_VALUE = 10  # the value the official program draws with (any nonzero value 
 _COORD_LIMIT = 1 << 28  # drawing coordinates beyond this are refused (OpenCV's int range)
 
 
-def _rint32(value: float) -> int:
-    """Round like ``cvPointFrom32f(cvPoint2D32f(v))``: cast to float32, round half to even."""
-    return int(np.rint(np.float32(value)))
+def _check_range(values: np.ndarray, what: str) -> None:
+    bad = ~(np.abs(values) <= _COORD_LIMIT)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"{what} {row} is out of OpenCV's drawable range: {values[row].tolist()}")
+
+
+def rect_draw_args_array(regions: np.ndarray) -> np.ndarray:
+    """int64 (K, 4) corners ``x1 y1 x2 y2`` (inclusive) for float (K, 4) ``x y w h``.
+
+    Each corner is ``rint(float32(v))`` with ``v`` in double (``x + w`` added before the cast),
+    as ``cvPointFrom32f(cvPoint2D32f(...))`` does; rint rounds half to even.
+    """
+    r = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
+    corners = np.stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]], axis=1)
+    _check_range(corners, "rectangle")
+    return np.rint(corners.astype(np.float32)).astype(np.int64)
+
+
+def ellipse_draw_args_array(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV arguments for float (K, 5) ellipses ``ra rb angle cx cy``.
+
+    Returns:
+        int64 (K, 4) ``cx cy a b``: centre ``rint(float32(c))``, axes truncated toward zero;
+        float64 (K,) drawing angles in degrees, ``180 - (pi - angle) * 180 / pi`` evaluated in
+        the C program's order (OpenCV rounds them to whole degrees).
+
+    Raises:
+        ValueError: negative axes or values out of OpenCV's range.
+    """
+    r = np.asarray(regions, dtype=np.float64).reshape(-1, 5)
+    _check_range(r[:, [0, 1, 3, 4]], "ellipse")
+    ints = np.empty((r.shape[0], 4), dtype=np.int64)
+    ints[:, :2] = np.rint(r[:, 3:5].astype(np.float32))
+    ints[:, 2:] = r[:, 0:2].astype(np.int64)  # C cast: truncation toward zero
+    if (ints[:, 2:] < 0).any():
+        row = int(np.flatnonzero((ints[:, 2:] < 0).any(axis=1))[0])
+        raise ValueError(f"ellipse axes must be >= 0 pixels, got {r[row].tolist()}")
+    angles = 180 - (math.pi - r[:, 2]) * 180 / math.pi
+    return ints, angles
 
 
 def ellipse_draw_args(region: Sequence[float]) -> tuple[tuple[int, int], tuple[int, int], float]:
-    """OpenCV arguments (center, axes, angle in degrees) for one ``ra rb angle cx cy`` ellipse.
-
-    Raises:
-        ValueError: negative axes or coordinates out of OpenCV's range.
-    """
-    ra, rb, theta, cx, cy = (float(v) for v in region[:5])
-    center = (_rint32(cx), _rint32(cy))
-    axes = (int(ra), int(rb))  # C cast: truncation toward zero
-    if axes[0] < 0 or axes[1] < 0:
-        raise ValueError(f"ellipse axes must be >= 0 pixels, got ra={ra!r} rb={rb!r}")
-    if max(abs(center[0]), abs(center[1]), axes[0], axes[1]) > _COORD_LIMIT:
-        raise ValueError(f"ellipse out of drawable range: {list(region)!r}")
-    angle = 180 - (math.pi - theta) * 180 / math.pi  # same double operations as the C code
-    return center, axes, angle
+    """OpenCV arguments (center, axes, angle in degrees) for one ``ra rb angle cx cy`` ellipse."""
+    ints, angles = ellipse_draw_args_array(np.asarray(region[:5], dtype=np.float64))
+    cx, cy, a, b = ints[0].tolist()
+    return (cx, cy), (a, b), float(angles[0])
 
 
 def rect_draw_args(region: Sequence[float]) -> tuple[tuple[int, int], tuple[int, int]]:
     """OpenCV corner arguments for one ``x y w h`` rectangle (both corners inclusive)."""
-    x, y, w, h = (float(v) for v in region[:4])
-    p1 = (_rint32(x), _rint32(y))
-    p2 = (_rint32(x + w), _rint32(y + h))
-    if max(abs(p1[0]), abs(p1[1]), abs(p2[0]), abs(p2[1])) > _COORD_LIMIT:
-        raise ValueError(f"rectangle out of drawable range: {list(region)!r}")
-    return p1, p2
+    x1, y1, x2, y2 = rect_draw_args_array(np.asarray(region[:4], dtype=np.float64))[0].tolist()
+    return (x1, y1), (x2, y2)
 
 
 def draw_region(canvas: np.ndarray, region: Sequence[float], kind: RegionKind) -> None:
@@ -74,16 +97,6 @@ def draw_region(canvas: np.ndarray, region: Sequence[float], kind: RegionKind) -
         cv2.rectangle(canvas, p1, p2, MASK_VALUE, -1)
     else:
         raise ValueError(f"region kind must be 'rect' or 'ellipse', got {kind!r}")
-
-
-def _bounds(region: Sequence[float], kind: RegionKind) -> tuple[int, int, int, int]:
-    """A box ``x0, y0, x1, y1`` (x1/y1 exclusive) that holds every pixel the region fills."""
-    if kind == "ellipse":
-        (cx, cy), (a, b), _ = ellipse_draw_args(region)
-        r = max(a, b) + 2  # polygon vertices lie within the larger axis; 1 px rounding slack
-        return cx - r, cy - r, cx + r + 1, cy + r + 1
-    (x1, y1), (x2, y2) = rect_draw_args(region)
-    return min(x1, x2) - 1, min(y1, y2) - 1, max(x1, x2) + 2, max(y1, y2) + 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,18 +133,55 @@ class MaskPainter:
         self.width, self.height = int(width), int(height)
         self.canvas = np.zeros((self.height, self.width), dtype=np.uint8)
 
-    def mask(self, region: Sequence[float], kind: RegionKind) -> RegionMask:
-        """Draw ``region`` and return its clipped mask (the canvas is left clear)."""
-        bx0, by0, bx1, by1 = _bounds(region, kind)
-        x0, y0 = max(bx0, 0), max(by0, 0)
-        x1, y1 = min(bx1, self.width), min(by1, self.height)
+    def _crop(self, x0: int, y0: int, x1: int, y1: int, draw) -> RegionMask:
+        """Clip the box to the image, draw, keep the crop and clear it again."""
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, self.width), min(y1, self.height)
         if x0 >= x1 or y0 >= y1:
             return RegionMask(0, 0, _EMPTY, 0)  # entirely outside the image
-        draw_region(self.canvas, region, kind)
+        draw(self.canvas)
         window = self.canvas[y0:y1, x0:x1]
         crop = window != 0
         window[...] = 0
         return RegionMask(x0, y0, crop, int(np.count_nonzero(crop)))
+
+    def rect_mask(self, x1: int, y1: int, x2: int, y2: int) -> RegionMask:
+        """Mask of the rectangle with inclusive integer corners (x1, y1), (x2, y2)."""
+        return self._crop(
+            min(x1, x2) - 1,
+            min(y1, y2) - 1,
+            max(x1, x2) + 2,
+            max(y1, y2) + 2,
+            lambda c: cv2.rectangle(c, (x1, y1), (x2, y2), MASK_VALUE, -1),
+        )
+
+    def ellipse_mask(self, cx: int, cy: int, a: int, b: int, angle: float) -> RegionMask:
+        """Mask of the filled ellipse; its pixels lie within max(a, b) + 2 of the centre."""
+        r = max(a, b) + 2  # polygon vertices lie within the larger axis; rounding slack
+        return self._crop(
+            cx - r,
+            cy - r,
+            cx + r + 1,
+            cy + r + 1,
+            lambda c: cv2.ellipse(c, (cx, cy), (a, b), angle, 0, 360, MASK_VALUE, -1),
+        )
+
+    def masks(self, regions: np.ndarray, kind: RegionKind) -> list[RegionMask]:
+        """Masks of float (K, 4) rectangles or (K, 5) ellipses, in order."""
+        if kind == "rect":
+            corners = rect_draw_args_array(regions).tolist()
+            return [self.rect_mask(c[0], c[1], c[2], c[3]) for c in corners]
+        if kind == "ellipse":
+            ints, angles = ellipse_draw_args_array(regions)
+            return [
+                self.ellipse_mask(c[0], c[1], c[2], c[3], angle)
+                for c, angle in zip(ints.tolist(), angles.tolist(), strict=True)
+            ]
+        raise ValueError(f"region kind must be 'rect' or 'ellipse', got {kind!r}")
+
+    def mask(self, region: Sequence[float], kind: RegionKind) -> RegionMask:
+        """Mask of one region (the canvas is left clear)."""
+        return self.masks(np.asarray(region, dtype=np.float64)[None], kind)[0]
 
 
 def mask_overlap(a: RegionMask, d: RegionMask) -> float:
@@ -169,8 +219,8 @@ def overlap_matrix(
         float64 (A, D) overlap ratios in [0, 1] (NaN where both masks are empty).
     """
     painter = MaskPainter(width, height)
-    ann_masks = [painter.mask(row, "ellipse") for row in np.asarray(annotations).tolist()]
-    det_masks = [painter.mask(row, det_kind) for row in np.asarray(detections).tolist()]
+    ann_masks = painter.masks(np.asarray(annotations, dtype=np.float64).reshape(-1, 5), "ellipse")
+    det_masks = painter.masks(np.asarray(detections, dtype=np.float64), det_kind)
     out = np.zeros((len(ann_masks), len(det_masks)), dtype=np.float64)
     for i, a in enumerate(ann_masks):
         for j, d in enumerate(det_masks):

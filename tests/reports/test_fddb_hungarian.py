@@ -59,3 +59,17 @@ def test_shapes_checked() -> None:
         fddb_hungarian(np.ones((3, 2)))
     with pytest.raises(ValueError, match="2-D"):
         fddb_hungarian(np.ones(3))
+
+
+def test_single_row_shortcut_equals_full_procedure() -> None:
+    from reports.fddb_hungarian import _single_row, _solve_generic
+
+    rng = np.random.default_rng(9)
+    for k in range(3000):
+        n = int(rng.integers(1, 9))
+        row = _random_overlaps(rng, 1, n)[0]
+        if k % 3 == 0:
+            row[rng.integers(n)] = row.max() + 1e-16  # a tie within EPS
+        if row.max() <= 0:
+            continue
+        assert _single_row(row.tolist()) == _solve_generic(row[None])[0]
