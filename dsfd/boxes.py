@@ -133,6 +133,8 @@ def decode(
     deltas: Tensor,
     anchors_xyxy: Tensor,
     variances: tuple[float, float] = DEFAULT_VARIANCES,
+    *,
+    max_log_scale: float | None = None,
 ) -> Tensor:
     """Inverse of :func:`encode`: regression outputs to xyxy pixel boxes.
 
@@ -143,6 +145,8 @@ def decode(
         deltas: ``[..., A, 4]`` regression outputs.
         anchors_xyxy: ``[A, 4]`` xyxy pixels (broadcast over leading dims).
         variances: ``(centre, size)`` variances.
+        max_log_scale: if given, ``dw * v1`` and ``dh * v1`` are clamped to at most this, so
+            wild regressions (e.g. of an untrained model) give large but finite boxes.
 
     Returns:
         ``[..., A, 4]`` xyxy pixels.
@@ -155,5 +159,8 @@ def decode(
         )
     a = xyxy_to_cxcywh(anchors_xyxy).to(deltas.dtype)
     centre = a[..., :2] + deltas[..., :2] * variances[0] * a[..., 2:]
-    size = a[..., 2:] * torch.exp(deltas[..., 2:] * variances[1])
+    log_scale = deltas[..., 2:] * variances[1]
+    if max_log_scale is not None:
+        log_scale = log_scale.clamp(max=max_log_scale)
+    size = a[..., 2:] * torch.exp(log_scale)
     return cxcywh_to_xyxy(torch.cat((centre, size), dim=-1))

@@ -145,11 +145,9 @@ class Detector:
             img = resize_uint8(img, scale)
         dets = self._infer(normalize(img, self.input_format)[None], None)[0]
         dets = torch.cat((dets[:, :4] / scale, dets[:, 4:]), dim=1)
-        if flip:
-            dets = unflip(dets, width)
-        if dets.shape[0] == 0:
+        if dets.shape[0] == 0:  # as the official detect_face, before the flip is undone
             dets = dets.new_tensor([EMPTY_PASS_PLACEHOLDER])
-        return dets
+        return unflip(dets, width) if flip else dets
 
     def detect_multiscale(self, image: Any) -> np.ndarray:
         """The official WIDER FACE multi-scale + flip test with box voting.

@@ -3,11 +3,13 @@
 Softmax over (background, face) logits (after max-in-out for the release, which the model
 already applied), keep face score ``> score_thresh`` (0.01), the ``pre_nms_top_k`` (5000) best,
 greedy NMS suppressing ``IoU > nms_thresh`` (0.3, no ``+1``), then the ``post_nms_top_k`` (750)
-best. Boxes are decoded with the anchors of the real input size.
+best. Boxes are decoded with the anchors of the real input size; the size factor is capped at
+``exp(MAX_LOG_SCALE)`` = 62.5 (torchvision's clip) so untrained models give finite boxes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +20,10 @@ from dsfd.anchors import AnchorSpec, cached_anchors
 from dsfd.boxes import decode
 from dsfd.model import Shot
 from dsfd.nms import nms
+
+# Boxes at most 62.5x their anchor (torchvision's bbox_xform_clip, log(1000/16)): keeps the
+# boxes of untrained models finite; a trained model's boxes never come near it.
+MAX_LOG_SCALE = math.log(1000.0 / 16)
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def detections_per_image(
     if scores.numel() > config.pre_nms_top_k:
         scores, top = torch.topk(scores, config.pre_nms_top_k, sorted=True)
         keep = keep[top]
-    boxes = decode(loc[keep].float(), anchors[keep])  # [K, 4]
+    boxes = decode(loc[keep].float(), anchors[keep], max_log_scale=MAX_LOG_SCALE)  # [K, 4]
     kept = nms(boxes, scores, config.nms_thresh)
     if top_k is not None:
         kept = kept[:top_k]

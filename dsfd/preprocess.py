@@ -38,7 +38,7 @@ def to_rgb_array(image: Any) -> np.ndarray:
     """
     if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):
         try:
-            image = np.asarray(image.convert("RGB"))
+            image = np.array(image.convert("RGB"))  # a writable copy
         except (ValueError, OSError) as exc:
             mode = getattr(image, "mode", "?")
             raise ValueError(f"cannot convert PIL image of mode {mode!r} to RGB: {exc}") from exc
@@ -53,6 +53,8 @@ def to_rgb_array(image: Any) -> np.ndarray:
                          f"got shape {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"empty image of shape {image.shape}")
+    if not image.flags.writeable:
+        image = image.copy()
     return np.ascontiguousarray(image)
 
 
