@@ -17,7 +17,8 @@ newest of the Ray checkpoint and ``last.pt``. The data a step sees depends only 
 the step (:class:`pipeline.train_data.TrainingImages`), so a resumed run continues exactly.
 
 Progress goes to the console and to ``CKPT_DIR/metrics.jsonl`` (one JSON object per logged step:
-loss parts, lr, images/s); the resolved config to ``CKPT_DIR/train_config.json``.
+loss parts, lr, images/s, and ``resumed_from``, the step this attempt started from); the resolved
+config to ``CKPT_DIR/train_config.json``.
 """
 
 from __future__ import annotations
@@ -269,14 +270,21 @@ class _Progress:
     """Rank 0's console and ``metrics.jsonl`` output."""
 
     def __init__(self, out: Path, config: TrainConfig, start: int) -> None:
-        self.path, self.config = out / METRICS, config
+        self.path, self.config, self.start = out / METRICS, config, start
         self.last_time, self.last_step = time.perf_counter(), start
 
     def log(self, step: int, lr: float, parts: dict[str, float]) -> None:
         now = time.perf_counter()
         rate = (step - self.last_step) * self.config.batch_size / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step
-        entry = {"step": step, "lr": lr, **parts, "images_per_s": rate, "time": time.time()}
+        entry = {
+            "step": step,
+            "lr": lr,
+            **parts,
+            "images_per_s": rate,
+            "time": time.time(),
+            "resumed_from": self.start,
+        }
         with open(self.path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
         print(
