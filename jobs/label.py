@@ -62,11 +62,18 @@ def export_labels(run_dir: str, kind: str, min_score: float) -> str:
         s = export_coco(run_dir, out, min_score=min_score)
         return (f"{out} ({s.num_images} images, {s.num_annotations} faces, "
                 f"{s.num_errors} unreadable images left out)")
-    from pipeline.coco import export_wider_txt
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.rundir import copy_run_with_min_score
+    from reports.wider_export import export_wider_txt
 
     out = os.path.join(run_dir, WIDER_DIR)
-    count = export_wider_txt(run_dir, out, min_score=min_score)
-    return f"{out} ({count} files)"
+    with tempfile.TemporaryDirectory(prefix=".tmp-labels-", dir=run_dir) as tmp:
+        copy_run_with_min_score(Path(run_dir), Path(tmp), min_score)
+        w = export_wider_txt(tmp, out)
+    return (f"{out} ({w.num_files} files, {w.num_detections} faces, {w.num_empty} images "
+            "without faces)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -191,3 +191,25 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
     _diff(json.loads(json.dumps(old, default=str)), json.loads(json.dumps(new, default=str)),
           "", out)
     return out
+
+
+def copy_run_with_min_score(run_dir: Path, out_dir: Path, min_score: float) -> int:
+    """Copy the complete shards of a run, keeping detections with ``score >= min_score``.
+
+    The copy is a run directory of its own (part pairs, no ``run.json``) for exporters that
+    take a whole run; returns the number of detections kept.
+    """
+    import pyarrow.compute as pc
+
+    kept = 0
+    for path in sorted((run_dir / IMAGES_DIR).glob("part-*.parquet")):
+        index = int(path.stem.split("-")[1])
+        if not is_shard_complete(run_dir, index):
+            continue
+        dets = pq.read_table(detections_part(run_dir, index), schema=DETECTIONS_SCHEMA)
+        dets = dets.filter(pc.greater_equal(dets["score"], pa.scalar(min_score, pa.float32())))
+        images = pq.read_table(path, schema=IMAGES_SCHEMA)
+        write_table_atomic(dets, detections_part(out_dir, index))
+        write_table_atomic(images, images_part(out_dir, index))
+        kept += dets.num_rows
+    return kept

@@ -205,10 +205,12 @@ class _WorkerPool:
         self._settings = settings
         self._run_dir = str(run_dir)
         self._cluster = cluster
-        self._factory = ray.remote(ShardWorker).options(
-            num_cpus=resources.num_cpus, num_gpus=resources.num_gpus,
-            max_restarts=cluster.max_restarts, max_task_retries=-1,
-            scheduling_strategy="SPREAD")
+        self._actor_class = ray.remote(ShardWorker)
+        # the one call site of the actors' resources and fault tolerance
+        self._options: dict[str, Any] = {
+            "num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus,
+            "max_restarts": cluster.max_restarts, "max_task_retries": -1,
+            "scheduling_strategy": "SPREAD"}
         self._generation = 0
         self.actors: list[Any] = [self._new_actor(i) for i in range(resources.num_workers)]
         self._load: dict[int, int] = {i: 0 for i in range(len(self.actors))}
@@ -216,12 +218,13 @@ class _WorkerPool:
         self._config_digest = ""
 
     def _new_actor(self, slot: int) -> Any:
+        options = dict(self._options)
         prefix = self._cluster.actor_name_prefix
-        if prefix is None:
-            return self._factory.remote(self._settings, self._run_dir)
-        # a replacement gets a new name: the dead actor's name may not be released yet
-        name = f"{prefix}-{slot}" + (f"-r{self._generation}" if self._generation else "")
-        return self._factory.options(name=name).remote(self._settings, self._run_dir)
+        if prefix is not None:
+            # a replacement gets a new name: the dead actor's name may not be released yet
+            options["name"] = f"{prefix}-{slot}" + (f"-r{self._generation}"
+                                                    if self._generation else "")
+        return self._actor_class.options(**options).remote(self._settings, self._run_dir)
 
     def model_infos(self) -> list[dict[str, Any]]:
         """Each actor's model info (waits for every actor to load its model)."""

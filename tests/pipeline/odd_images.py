@@ -21,9 +21,9 @@ def gradient_rgb(width: int, height: int, seed: int = 0) -> np.ndarray:
 def write_odd_images(folder: Path) -> dict[str, str]:
     """Write one file per case into ``folder``; return ``{name: "ok" | "error"}``.
 
-    Good: RGB JPEG, EXIF-rotated JPEG, grayscale PNG, CMYK JPEG, palette GIF with
-    transparency, RGBA PNG, 16-bit grayscale PNG, 1-bit PNG. Bad: zero bytes, truncated JPEG,
-    text named .jpg, random bytes named .png.
+    Good: RGB JPEG, EXIF-rotated JPEG, grayscale PNG, CMYK JPEG, palette image with
+    transparency (PNG), RGBA PNG, 16-bit grayscale PNG, 1-bit PNG. Bad: zero bytes, truncated JPEG,
+    text named .jpg, random bytes named .png (all names a folder dataset lists).
     """
     folder.mkdir(parents=True, exist_ok=True)
     rgb = gradient_rgb(64, 48)
@@ -39,8 +39,8 @@ def write_odd_images(folder: Path) -> dict[str, str]:
     Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg", quality=90)
     expect["cmyk.jpg"] = "ok"
     pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
-    pal.save(folder / "palette.gif", transparency=0)
-    expect["palette.gif"] = "ok"
+    pal.save(folder / "palette.png", transparency=0)
+    expect["palette.png"] = "ok"
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])).save(
         folder / "alpha.png")
     expect["alpha.png"] = "ok"

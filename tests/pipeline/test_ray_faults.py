@@ -1,0 +1,141 @@
+"""Whole-job and whole-node faults (slow): a killed `dsfd run` resumes to the uninterrupted
+result; a two-node Ray cluster runs shards on both nodes and survives losing one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.runner import ClusterConfig, RunConfig, run_inference
+from pipeline.schema import read_run_table
+from tests.pipeline.runner_support import (  # noqa: F401  (fixtures)
+    assert_same_detections,
+    reference_detections,
+    run_detections,
+    small_checkpoint,
+    synthetic_root,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_SIZE = 256  # small inputs keep the random-weight post-processing cheap
+FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
+                      "health_check_failure_threshold": 3}
+
+
+def _paths(root: Path) -> dict[str, str]:
+    from pipeline.datasets.spec import open_dataset
+
+    return {e.image_id: e.path for e in open_dataset(f"synthetic:{root}").iter_manifest()}
+
+
+def _parts(run_dir: Path) -> int:
+    folder = run_dir / "images"
+    return len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
+
+
+@pytest.mark.slow
+def test_a_killed_job_resumes_to_the_uninterrupted_result(
+        tmp_path: Path, small_checkpoint: Path, synthetic_root: Path) -> None:  # noqa: F811
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "jobs.cli", "run", "--dataset", f"synthetic:{synthetic_root}",
+            "--out", str(run_dir), "--model", str(small_checkpoint), "--workers", "1",
+            "--cpus-per-worker", "1", "--shard-size", "1", "--max-size", str(MAX_SIZE)]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    job = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 150
+        while _parts(run_dir) == 0 and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert job.poll() is None, f"job ended early: {job.communicate()[0].decode()[-2000:]}"
+        assert _parts(run_dir) >= 1
+        os.killpg(job.pid, signal.SIGKILL)  # the driver and everything it started
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    landed = _parts(run_dir)
+    assert landed < 12, "the job finished before it was killed: the test proves nothing"
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{12 - landed} run, {landed} already done" in done.stdout or landed == 0
+    assert not list(run_dir.rglob(".tmp-*"))
+    images = read_run_table(run_dir, "images")
+    assert sorted(images["image_id"].to_pylist()) == sorted(_paths(synthetic_root))
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["plan"]["complete"] and record["plan"]["num_images"] == 12
+    # the uninterrupted result: the detector called directly, in order, in-process
+    want = reference_detections(small_checkpoint, _paths(synthetic_root), max_size=MAX_SIZE)
+    assert_same_detections(run_detections(run_dir), want)
+
+
+@pytest.fixture
+def two_node_cluster() -> Iterator[tuple[Any, list[Any]]]:
+    """A head without CPUs plus two 2-CPU nodes on this machine, fast node-death detection."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": False, "object_store_memory": 150 * 1024**2,
+        "_system_config": FAST_HEALTH_CHECKS})
+    nodes = [cluster.add_node(num_cpus=2, object_store_memory=150 * 1024**2) for _ in range(2)]
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        yield cluster, nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_shards_run_on_both_nodes_and_losing_one_still_completes(
+        two_node_cluster: tuple[Any, list[Any]], tmp_path: Path,
+        small_checkpoint: Path, synthetic_root: Path) -> None:  # noqa: F811
+    from pipeline.datasets.spec import open_dataset
+
+    cluster, nodes = two_node_cluster
+    run_dir = tmp_path / "run"
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["summary"] = run_inference(
+                open_dataset(f"synthetic:{synthetic_root}"), run_dir,
+                RunConfig(model=str(small_checkpoint), shard_size=1, max_size=MAX_SIZE),
+                ClusterConfig(num_workers=2, num_cpus_per_worker=1), progress=False)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 150
+    while _parts(run_dir) < 4 and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    landed = _parts(run_dir)
+    cluster.remove_node(nodes[1], allow_graceful=False)
+    thread.join(timeout=240)
+    assert not thread.is_alive(), "run did not finish after a node was removed"
+    if "error" in box:
+        raise box["error"]
+    assert landed < 12, "the run finished before the node was removed: the test proves nothing"
+    record = json.loads((run_dir / "run.json").read_text())
+    per_node = record["timing"]["shards_per_node"]
+    assert len(per_node) == 2, per_node  # shards ran on both nodes
+    assert sum(per_node.values()) == 12
+    images = read_run_table(run_dir, "images")
+    assert sorted(images["image_id"].to_pylist()) == sorted(_paths(synthetic_root))
+    assert set(images["status"].to_pylist()) == {"ok"}
