@@ -223,7 +223,10 @@ def _shade(rgba: Image.Image, rx: float, ry: float, light_x: float) -> Image.Ima
 
 def _draw_photo(look: FaceLook, width: int, height: int) -> Image.Image:
     """A real face crop resized to (width, height), tinted with the skin tone."""
-    assert look.photo is not None
+    if look.photo is None or not 0 <= look.photo < NUM_PHOTO_FACES:
+        raise ValueError(
+            f"look.photo must be a face crop index in 0..{NUM_PHOTO_FACES - 1}, got {look.photo!r}"
+        )
     crop = Image.fromarray(lfw_crops()[look.photo], "L").resize(
         (width, height), Image.Resampling.BICUBIC
     )

@@ -321,6 +321,21 @@ def _attributes(
     }
 
 
+def _draw_distractors(
+    rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, count: int, dark: bool
+) -> None:
+    """Face-sized non-faces at random places (part of the background; owner unchanged)."""
+    height, width = canvas.shape[:2]
+    for _ in range(count):
+        size = int(rng.integers(8, max(9, min(height, width) // 3)))
+        thing = render_distractor(rng, size)
+        if dark:
+            thing[..., :3] = (thing[..., :3] * 0.35).astype(np.uint8)
+        x0 = int(rng.integers(-size // 3, width - size // 2))
+        y0 = int(rng.integers(-size // 3, height - size // 2))
+        composite(canvas, owner, thing, x0, y0, BACKGROUND)
+
+
 def render_scene(
     rng: np.random.Generator,
     *,
@@ -343,19 +358,7 @@ def render_scene(
     """
     canvas = render_background(rng, width, height, dark=dark)
     owner = np.full((height, width), BACKGROUND, dtype=np.int32)
-    for _ in range(num_distractors):
-        size = int(rng.integers(8, max(9, min(height, width) // 3)))
-        thing = render_distractor(rng, size)
-        if dark:
-            thing[..., :3] = (thing[..., :3] * 0.35).astype(np.uint8)
-        composite(
-            canvas,
-            owner,
-            thing,
-            int(rng.integers(-size // 3, width - size // 2)),
-            int(rng.integers(-size // 3, height - size // 2)),
-            BACKGROUND,
-        )
+    _draw_distractors(rng, canvas, owner, num_distractors, dark)
     background = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
     placed = [
         _draw_person(rng, canvas, owner, plan, k, rules, dark) for k, plan in enumerate(plans)
