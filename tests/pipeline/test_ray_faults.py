@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,7 +70,11 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(
     assert landed < 12, "the job finished before it was killed: the test proves nothing"
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"{12 - landed} run, {landed} already done" in done.stdout or landed == 0
+    # workers of the killed job may finish a shard or two while Ray notices the driver died
+    found = re.search(r"\((\d+) run, (\d+) already done\)", done.stdout)
+    assert found, done.stdout
+    rerun, skipped = int(found[1]), int(found[2])
+    assert rerun + skipped == 12 and landed <= skipped < 12 and rerun > 0
     assert not list(run_dir.rglob(".tmp-*"))
     images = read_run_table(run_dir, "images")
     assert sorted(images["image_id"].to_pylist()) == sorted(_paths(synthetic_root))
