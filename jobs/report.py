@@ -1,0 +1,38 @@
+"""`dsfd report RUN_DIR... --out REPORT_DIR`: an HTML page with figures, and a Markdown summary.
+
+Each run is evaluated as its recorded dataset asks (WIDER FACE: AP in both flavours, PR curves,
+per-attribute recall, galleries of mistakes; FDDB: ROC curves and TPR at 1000 FP). Loads
+neither torch nor Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jobs.cli import CommandError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `dsfd report`."""
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder")
+    parser.add_argument("--anchors", metavar="DIR", help="an output folder of `dsfd anchors`")
+    parser.add_argument("--name", action="append", metavar="NAME",
+                        help="display name of each run, in order (repeat once per run)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reports.report import write_report
+
+    for d in args.run_dirs:
+        if not (Path(d) / "run.json").is_file():
+            raise CommandError(f"{d}: not a run directory (no run.json)")
+    if args.anchors and not Path(args.anchors).is_dir():
+        raise CommandError(f"--anchors {args.anchors}: not a folder")
+    html_path, md_path, _ = write_report(args.run_dirs, args.out, anchors_dir=args.anchors,
+                                         names=args.name)
+    sys.stdout.write(md_path.read_text())
+    print(f"report: {html_path}")
+    return 0

@@ -1,0 +1,355 @@
+"""One self-contained HTML page (plus a Markdown summary) from run directories.
+
+For each run directory the dataset recorded in its ``run.json`` decides what is computed:
+
+- WIDER FACE layout (real or synthetic): AP per setting in both evaluator flavours (matlab and
+  pyport; a pyport crash is shown as such), the PR curves, the per-attribute recall of the hard
+  faces, and galleries of the worst false positives and misses. The ground truth is restricted
+  to the images the run covered, so a run over a subset is scored on that subset.
+- FDDB layout: discrete and continuous ROC (rectangles as they are, and through the S3FD
+  rectangle-to-ellipse regressor), TPR at 1000 false positives; image sizes come from the run's
+  images table.
+
+Figures are written as PNG and PDF under ``REPORT_DIR/figures/`` and embedded in the page as
+data URIs, so ``index.html`` works on its own, offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.datasets.wider import WiderGroundTruth
+from pipeline.schema import read_run_table
+from reports.fddb_eval import FddbRoc
+from reports.wider_eval import SETTINGS, WiderResult
+
+FLAVOURS = ("matlab", "pyport")
+FP_BUDGET = 1000.0
+
+
+@dataclass
+class RunReport:
+    """What the report shows of one run directory."""
+
+    name: str
+    run_dir: Path
+    run_json: dict[str, Any]
+    kind: str  # "wider" | "fddb" | "other"
+    num_images: int = 0
+    num_errors: int = 0
+    wider: dict[str, WiderResult] = field(default_factory=dict)
+    wider_errors: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, Any] | None = None
+    fddb: dict[str, FddbRoc] = field(default_factory=dict)
+    fddb_tpr: dict[str, dict[str, float]] = field(default_factory=dict)
+    gt: WiderGroundTruth | None = field(default=None, repr=False)
+
+
+def _read_run_json(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str]) -> None:
+    from pipeline.datasets.wider import load_wider_gt_dir
+    from reports.wider_attributes import attribute_breakdown
+    from reports.wider_eval import evaluate_predictions, load_predictions
+    from reports.wider_predictions import WiderPortCrash
+
+    gt_dir = dataset.get("eval_ground_truth")
+    if not gt_dir:
+        return
+    full = load_wider_gt_dir(gt_dir)
+    gt = WiderGroundTruth(
+        images=tuple(img for img in full if img.image_id in run_ids),
+        events=full.events, settings=full.settings, source=full.source)
+    report.gt = gt
+    for flavour in FLAVOURS:
+        try:
+            pred = load_predictions(report.run_dir, gt, flavour)
+            result, state = evaluate_predictions(pred, gt, track_faces=flavour == "matlab")
+        except WiderPortCrash as exc:
+            report.wider_errors[flavour] = str(exc)
+            continue
+        report.wider[flavour] = result
+        if flavour == "matlab":
+            report.attributes = attribute_breakdown(state, result, gt)
+
+
+def _fddb_sections(report: RunReport, dataset: dict[str, Any], images: Any) -> None:
+    from pipeline.datasets.fddb import FddbDataset
+    from reports.fddb_ellipse import load_rect_to_ellipse
+    from reports.fddb_eval import evaluate_fddb, tpr_at_fp
+    from reports.fddb_inputs import detections_from_run_dir
+
+    root = dataset.get("root")
+    if not root:
+        return
+    ok = images[images["status"] == "ok"]
+    sizes = {i: (int(w), int(h)) for i, w, h in zip(ok["image_id"], ok["width"], ok["height"],
+                                                     strict=True)}
+    annotations = [a for a in FddbDataset(root).annotations() if a.image_id in sizes]
+    dets = detections_from_run_dir(report.run_dir)
+    for label, spec in (("rectangles", "identity"), ("S3FD ellipses", "s3fd")):
+        roc = evaluate_fddb(annotations, dets, sizes, "rect", to_ellipse=load_rect_to_ellipse(spec))
+        report.fddb[label] = roc
+        fp = roc.fp.astype(np.float64)
+        report.fddb_tpr[label] = {"disc": tpr_at_fp(roc.tpr_disc, fp, FP_BUDGET),
+                                  "cont": tpr_at_fp(roc.tpr_cont, fp, FP_BUDGET)}
+
+
+def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> RunReport:
+    """Evaluate one run directory as its recorded dataset asks (see the module docstring)."""
+    run_dir = Path(run_dir)
+    run_json = _read_run_json(run_dir)
+    dataset = run_json.get("config", {}).get("dataset", {})
+    kind = str(dataset.get("dataset", "other"))
+    images = read_run_table(run_dir, "images").to_pandas()
+    report = RunReport(name=name or run_dir.name, run_dir=run_dir, run_json=run_json,
+                       kind=kind if kind in ("wider", "fddb") else "other",
+                       num_images=len(images),
+                       num_errors=int((images["status"] != "ok").sum()) if len(images) else 0)
+    if report.kind == "wider":
+        _wider_sections(report, dataset, set(images["image_id"]))
+    elif report.kind == "fddb":
+        _fddb_sections(report, dataset, images)
+    return report
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _figures(reports: list[RunReport], fig_dir: Path) -> dict[str, list[Path]]:
+    """Write every figure; returns section -> PNG paths (PDFs are written beside them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reports.gallery import draw_gallery, find_mistakes
+    from reports.plots import plot_wider_pr, save_figure
+    from reports.roc_plots import save_fddb_roc_figures
+
+    out: dict[str, list[Path]] = {"pr": [], "roc": [], "gallery": []}
+    for flavour in FLAVOURS:
+        methods = {r.name: r.wider[flavour] for r in reports if flavour in r.wider}
+        if methods:
+            fig, _ = plot_wider_pr(methods)
+            out["pr"].append(save_figure(fig, fig_dir / f"wider_pr_{flavour}")[0])
+            plt.close(fig)  # type: ignore[arg-type]
+    curves = {f"{r.name}: {label}": roc for r in reports for label, roc in r.fddb.items()}
+    if curves:
+        written = save_fddb_roc_figures(curves, fig_dir, fp_budget=FP_BUDGET)
+        out["roc"] = [p for p in written if p.suffix == ".png"]
+    for k, r in enumerate(reports):
+        if r.gt is None:
+            continue
+        fps, misses = find_mistakes(r.run_dir, r.gt)
+        for kind, items in (("false_positives", fps), ("misses", misses)):
+            path = draw_gallery(items, r.gt, fig_dir / f"gallery_{k}_{kind}.png")
+            if path is not None:
+                out["gallery"].append(path)
+    return out
+
+
+def _anchor_figures(anchors_dir: Path | None) -> tuple[list[Path], dict[str, Any] | None]:
+    if anchors_dir is None:
+        return [], None
+    summary_path = anchors_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    return sorted(anchors_dir.glob("*.png")), summary
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def ap_rows(reports: list[RunReport]) -> list[list[str]]:
+    """Rows ``[run, flavour, easy, medium, hard]`` of the AP table (errors spelled out)."""
+    rows = []
+    for r in reports:
+        for flavour in FLAVOURS:
+            if flavour in r.wider:
+                ap = r.wider[flavour].ap
+                rows.append([r.name, flavour, *(_fmt(ap[s]) for s in SETTINGS)])
+            elif flavour in r.wider_errors:
+                rows.append([r.name, flavour, "port crashes", "", ""])
+    return rows
+
+
+def fddb_rows(reports: list[RunReport]) -> list[list[str]]:
+    """Rows ``[run, conversion, TPR disc @1000 FP, TPR cont @1000 FP]``."""
+    return [[r.name, label, _fmt(t["disc"]), _fmt(t["cont"])]
+            for r in reports for label, t in r.fddb_tpr.items()]
+
+
+def render_markdown(reports: list[RunReport]) -> str:
+    """A terminal- and CI-log-friendly summary."""
+    lines = ["# DSFD report", ""]
+    rows = ap_rows(reports)
+    if rows:
+        lines += ["## WIDER FACE AP", "", "| run | flavour | easy | medium | hard |",
+                  "|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), ""]
+    rows = fddb_rows(reports)
+    if rows:
+        lines += ["## FDDB (TPR at 1000 false positives)", "",
+                  "| run | detections as | discrete | continuous |", "|---|---|---|---|",
+                  *("| " + " | ".join(r) + " |" for r in rows), ""]
+    lines += ["## Runs", "", "| run | dataset | model | images | errors | images/s |",
+              "|---|---|---|---|---|---|"]
+    for r in reports:
+        timing = r.run_json.get("timing", {})
+        lines.append(f"| {r.name} | {r.run_json.get('dataset_spec', r.kind)} | "
+                     f"{r.run_json.get('model', {}).get('name', '?')} | {r.num_images} | "
+                     f"{r.num_errors} | {_fmt(timing.get('images_per_second'), 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+
+
+def _attribute_html(r: RunReport) -> str:
+    if not r.attributes:
+        return ""
+    a = r.attributes
+    rows = [[attr, label, str(g["num_faces"]), str(g["num_found"]), _fmt(g["recall"])]
+            for attr, groups in a["groups"].items() for label, g in groups.items()]
+    return (f"<h3>{html.escape(r.name)}</h3><p>Recall of the {a['setting']} faces at the "
+            f"threshold where precision first drops below {a['target_precision']} "
+            f"(flavour {a['flavour']}).</p>"
+            + _table(["attribute", "value", "faces", "found", "recall"], rows))
+
+
+def _provenance_html(r: RunReport) -> str:
+    rj = r.run_json
+    model = rj.get("model", {})
+    rows = [["dataset", str(rj.get("dataset_spec", ""))],
+            ["model", str(model.get("name", ""))],
+            ["model spec", str(model.get("spec", ""))],
+            ["weights sha256", str(model.get("checksum", ""))],
+            ["images (errors)", f"{r.num_images} ({r.num_errors})"]]
+    timing = rj.get("timing", {})
+    for key in ("started", "finished", "seconds", "images_per_second"):
+        if key in timing:
+            rows.append([f"timing: {key}", str(timing[key])])
+    for key, value in sorted(rj.get("versions", {}).items()):
+        rows.append([f"version: {key}", str(value)])
+    config = html.escape(json.dumps(rj.get("config", {}), indent=1, sort_keys=True))
+    return (f"<h3>{html.escape(r.name)}</h3>" + _table(["", ""], rows)
+            + f"<details><summary>config</summary><pre>{config}</pre></details>")
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#111}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:left}th{background:#f3f4f6}figure{margin:1em 0}img{max-width:100%}
+figcaption{color:#555;font-size:.9em}pre{font-size:.8em;background:#f9fafb;padding:.5em}"""
+
+
+# Records on <body> how many figures the browser decoded (data-figures) and how many failed
+# (data-broken), so a headless browser test can check that every figure shows.
+LOAD_CHECK = """<script>window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  document.body.dataset.figures = imgs.length;
+  document.body.dataset.broken = imgs.filter(function (i) {
+    return !i.complete || i.naturalWidth === 0; }).length;
+});</script>"""
+
+
+def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
+                anchor_pngs: list[Path], anchor_summary: dict[str, Any] | None) -> str:
+    """The page (figures embedded as data URIs)."""
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>DSFD report</title><style>{CSS}</style></head><body><h1>DSFD report</h1>"]
+    rows = ap_rows(reports)
+    if rows:
+        parts += ["<h2>WIDER FACE AP</h2>",
+                  _table(["run", "flavour", "easy", "medium", "hard"], rows)]
+        for r in reports:
+            for flavour, msg in r.wider_errors.items():
+                parts.append(f"<p><b>{html.escape(r.name)}, {flavour}</b>: "
+                             f"{html.escape(msg)}</p>")
+        parts += [_img(p, f"PR curves ({p.stem.rsplit('_', 1)[-1]} flavour)")
+                  for p in figures["pr"]]
+    rows = fddb_rows(reports)
+    if rows:
+        parts += ["<h2>FDDB</h2>",
+                  _table(["run", "detections as", "TPR @1000 FP (discrete)",
+                          "TPR @1000 FP (continuous)"], rows)]
+        parts += [_img(p, p.stem.replace("_", " ")) for p in figures["roc"]]
+    attrs = "".join(_attribute_html(r) for r in reports)
+    if attrs:
+        parts += ["<h2>Recall by attribute</h2>", attrs]
+    if anchor_pngs:
+        parts.append("<h2>Matched anchors</h2>")
+        if anchor_summary is not None:
+            parts.append(f"<pre>{html.escape(json.dumps(anchor_summary, indent=1))}</pre>")
+        parts += [_img(p, p.stem.replace("_", " ")) for p in anchor_pngs]
+    if figures["gallery"]:
+        parts.append("<h2>Worst false positives and misses</h2><p>Red: the false positive or "
+                     "the missed face; green: ground-truth faces.</p>")
+        parts += [_img(p, p.stem.replace("_", " ")) for p in figures["gallery"]]
+    parts += ["<h2>Provenance</h2>", *(_provenance_html(r) for r in reports), LOAD_CHECK,
+              "</body></html>"]
+    return "\n".join(parts)
+
+
+def write_report(
+    run_dirs: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    anchors_dir: str | os.PathLike[str] | None = None,
+    names: list[str] | None = None,
+) -> tuple[Path, Path, list[RunReport]]:
+    """Evaluate the runs and write ``index.html``, ``report.md`` and ``figures/``.
+
+    Args:
+        run_dirs: run directories, shown in this order.
+        out_dir: the report folder (created).
+        anchors_dir: an output folder of ``dsfd anchors`` to include, or None.
+        names: display names (default: the folder names).
+
+    Returns:
+        (html path, markdown path, the per-run reports).
+    """
+    if not run_dirs:
+        raise ValueError("the report needs at least one run directory")
+    if names is not None and len(names) != len(run_dirs):
+        raise ValueError(f"{len(names)} names for {len(run_dirs)} run directories")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"report output {out} exists and is not a folder")
+    reports = [summarize_run(d, None if names is None else names[k])
+               for k, d in enumerate(run_dirs)]
+    figures = _figures(reports, out / "figures")
+    anchor_pngs, anchor_summary = _anchor_figures(Path(anchors_dir) if anchors_dir else None)
+    html_path, md_path = out / "index.html", out / "report.md"
+    html_path.write_text(render_html(reports, figures, anchor_pngs, anchor_summary))
+    md_path.write_text(render_markdown(reports))
+    return html_path, md_path, reports
