@@ -7,19 +7,22 @@
 4. Full-width ``release-r152`` on CUDA: forward time at 640x640 (median of 5 after warm-up),
    ``Detector.detect_multiscale`` on a 1024x683 image (11 passes), peak memory.
 
-    PYTHONPATH=. python3 benchmarks/device_check_detector.py
+    PYTHONPATH=. python3 benchmarks/device_check_detector.py [CHECK_NAME ...]
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 
 import dsfd
-from dsfd.nms import nms
+from dsfd.multiscale import multiscale_passes, size_filter
+from dsfd.nms import box_vote, nms
+from dsfd.preprocess import image_to_tensor
 
 CUDA = torch.cuda.is_available()
 
@@ -100,9 +103,11 @@ def check_cpu_vs_cuda() -> None:
         bm = gpu.detect_multiscale(img)
         n = min(len(a), len(b), 50)
         nm = min(len(am), len(bm), 50)
+        diff = np.abs(a[:n] - b[:n]).max(initial=0.0)
+        diff_m = np.abs(am[:nm] - bm[:nm]).max(initial=0.0)
         print(f"cpu vs cuda {name} w0.25: single {len(a)} vs {len(b)} boxes, max diff of top "
-              f"{n}: {np.abs(a[:n] - b[:n]).max():.2e}; multiscale {len(am)} vs {len(bm)}, "
-              f"max diff of top {nm}: {np.abs(am[:nm] - bm[:nm]).max():.2e}")
+              f"{n}: {diff:.2e}; multiscale {len(am)} vs {len(bm)}, max diff of top {nm}: "
+              f"{diff_m:.2e}")
 
 
 def check_release_full_width() -> None:
@@ -135,6 +140,19 @@ def check_release_full_width() -> None:
     multi = det.detect_multiscale(img)
     _sync()
     t_multi = time.perf_counter() - start
+    pixels = image_to_tensor(img)
+    dets, parts = [], []
+    for p in multiscale_passes(683, 1024):
+        t0 = time.perf_counter()
+        dets.append(size_filter(det.detect_pass(pixels, p.scale, p.flip), p.keep))
+        _sync()
+        parts.append(f"{p.scale:g}{'f' if p.flip else ''}:{len(dets[-1])}/"
+                     f"{time.perf_counter() - t0:.2f}s")
+    t0 = time.perf_counter()
+    voted = box_vote(torch.cat(dets))
+    _sync()
+    print(f"passes (scale:boxes/time) {' '.join(parts)}; box_vote of "
+          f"{sum(len(d) for d in dets)} boxes -> {len(voted)} in {time.perf_counter() - t0:.2f} s")
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"release-r152 on 1024x683: detect {len(single)} boxes in {t_single:.2f} s; "
           f"detect_multiscale (11 passes) {len(multi)} boxes in {t_multi:.2f} s; "
@@ -144,8 +162,11 @@ def check_release_full_width() -> None:
 def main() -> None:
     print(f"torch {torch.__version__}, cuda {CUDA}"
           + (f" ({torch.cuda.get_device_name()})" if CUDA else ""))
+    only = set(sys.argv[1:])
     for check in (check_torchvision_names, check_nms_vs_torchvision, check_cpu_vs_cuda,
                   check_release_full_width):
+        if only and check.__name__ not in only:
+            continue
         start = time.perf_counter()
         try:
             check()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from dsfd.backbones import RESNET_BLOCKS, VGG16, L2Norm, ResNet, extra_layers
+from dsfd.backbones import RESNET_BLOCKS, VGG16, Bottleneck, L2Norm, ResNet, extra_layers
 from dsfd.config import ModelConfig, scaled
 from dsfd.fem import FeatureEnhanceModule
 from dsfd.model import DSFD
@@ -28,7 +28,12 @@ def _init_new_layers(*modules: nn.Module) -> None:
 
 
 def _init_backbone(module: nn.Module) -> None:
-    """He initialisation for backbone convs (torchvision's ResNet/VGG default), BN to 1/0."""
+    """He initialisation for backbone convs (torchvision's ResNet/VGG default), BN to 1/0.
+
+    The last BN of every bottleneck starts at zero (torchvision's ``zero_init_residual``), so
+    each block starts as the identity: otherwise an untrained ResNet152 in eval mode doubles
+    its activation variance per block and overflows float32 on real pixel values.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -37,6 +42,9 @@ def _init_backbone(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, Bottleneck):
+            nn.init.zeros_(m.bn3.weight)
 
 
 def _build_paper(config: ModelConfig) -> DSFD:

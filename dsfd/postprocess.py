@@ -4,7 +4,8 @@ Softmax over (background, face) logits (after max-in-out for the release, which 
 already applied), keep face score ``> score_thresh`` (0.01), the ``pre_nms_top_k`` (5000) best,
 greedy NMS suppressing ``IoU > nms_thresh`` (0.3, no ``+1``), then the ``post_nms_top_k`` (750)
 best. Boxes are decoded with the anchors of the real input size; the size factor is capped at
-``exp(MAX_LOG_SCALE)`` = 62.5 (torchvision's clip) so untrained models give finite boxes.
+``exp(MAX_LOG_SCALE)`` = 62.5 (torchvision's clip) and boxes that are still not finite are
+dropped, so untrained models give finite boxes (neither changes a trained model's output).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def detections_per_image(
         scores, top = torch.topk(scores, config.pre_nms_top_k, sorted=True)
         keep = keep[top]
     boxes = decode(loc[keep].float(), anchors[keep], max_log_scale=MAX_LOG_SCALE)  # [K, 4]
+    finite = torch.isfinite(boxes).all(dim=1)  # an overflowing (untrained) net: drop, not NaN
+    if not bool(finite.all()):
+        boxes, scores = boxes[finite], scores[finite]
     kept = nms(boxes, scores, config.nms_thresh)
     if top_k is not None:
         kept = kept[:top_k]
