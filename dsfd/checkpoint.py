@@ -100,10 +100,17 @@ def read_weights_file(path: str | os.PathLike[str], map_location: Any = "cpu") -
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"weights file not found: {p}")
+    with open(p, "rb") as fh:
+        head = fh.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # neither torch's zip format nor a pickle
+        raise ValueError(f"{p}: not a torch weights file (starts with {head!r})")
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and tensor errors all mean "not a weights file"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = [ln for ln in lines if "WeightsUnpickler error" in ln
+                  or ln.startswith(("Trying to load unsupported", "Unsupported"))]
+        reason = (detail or lines or [type(exc).__name__])[0]
         raise ValueError(f"{p}: not a loadable weights-only torch file ({reason})") from exc
 
 

@@ -86,7 +86,7 @@ def test_wrong_architecture_in_checkpoint(tmp_path: Path) -> None:
 def test_not_a_weights_file(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(ValueError, match="not a loadable weights-only torch file"):
+    with pytest.raises(ValueError, match="not a torch weights file"):
         load_model(str(text))
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_model(str(tmp_path / "missing.pt"))
@@ -107,7 +107,7 @@ def test_code_executing_pickle_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": _Exploit(str(marker))}, path)
-    with pytest.raises(ValueError, match="weights-only"):
+    with pytest.raises(ValueError, match="weights-only .*unsupported GLOBAL posix.system"):
         load_model(str(path))
     assert not marker.exists()
     plain = tmp_path / "evil.pkl"  # a plain pickle, not even a torch file
