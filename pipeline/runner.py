@@ -345,19 +345,33 @@ def _check_resume(old: dict[str, Any] | None, config: dict[str, Any], run_dir: P
                                " use --restart to replace it, or another --out")
 
 
-def _run_config(config: RunConfig, model: dict[str, Any], postprocess: dict[str, Any],
-                dataset: dict[str, Any]) -> dict[str, Any]:
-    """The result-deciding config recorded in run.json and compared on resume."""
-    return {"model": {"name": model["name"], "checksum": model["checksum"]},
-            "multiscale": config.multiscale, "max_size": config.max_size,
-            "max_pixels": config.max_pixels, "shard_size": config.shard_size,
-            "postprocess": postprocess, "dataset": dataset}
+def _run_config(config: RunConfig, model: dict[str, Any] | None,
+                postprocess: dict[str, Any] | None, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The result-deciding config recorded in run.json and compared on resume.
+
+    Without ``model`` and ``postprocess`` (known only once an actor has loaded the model),
+    the part that can be compared before any actor starts.
+    """
+    out: dict[str, Any] = {
+        "multiscale": config.multiscale, "max_size": config.max_size,
+        "max_pixels": config.max_pixels, "shard_size": config.shard_size, "dataset": dataset}
+    if model is not None:
+        out["model"] = {"name": model["name"], "checksum": model["checksum"]}
+    if postprocess is not None:
+        out["postprocess"] = postprocess
+    return out
 
 
-def _start_pool(config: RunConfig, cluster: ClusterConfig, run_dir: Path) -> _WorkerPool:
+def _start_pool(config: RunConfig, cluster: ClusterConfig, run_dir: Path,
+                shards_to_run: int | None) -> _WorkerPool:
+    """Start the actors: no more than there are shards left, but at least one (it also
+    proves which model the config names)."""
     import ray
 
     resources = resolve_resources(cluster, dict(ray.cluster_resources()))
+    if shards_to_run is not None:
+        workers = max(1, min(resources.num_workers, shards_to_run))
+        resources = _Resources(workers, resources.num_cpus, resources.num_gpus)
     settings = WorkerSettings(
         model=config.model, multiscale=config.multiscale, max_size=config.max_size,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
@@ -403,17 +417,14 @@ def run_inference(source: DatasetSource, run_dir: str | Path, config: RunConfig,
         clear_run(run_dir)
     clean_incomplete(run_dir)
     old = read_run_json(run_dir)
-    if old is None:
-        _check_resume(None, {}, run_dir)  # parts without run.json: refuse before any work
-    pool = _start_pool(config, cluster, run_dir)
+    dataset = source.describe()
+    known_total, shards_to_run = _precheck(old, config, dataset, source, run_dir)
+    pool = _start_pool(config, cluster, run_dir, shards_to_run)
     try:
         model = _model_info(pool)  # waits until every actor has loaded the model
-        run_config = _run_config(config, model, pool.postprocess_config(), source.describe())
+        run_config = _run_config(config, model, pool.postprocess_config(), dataset)
+        _check_resume(old, run_config, run_dir)  # now the model and thresholds too
         digest = config_digest(run_config)
-        _check_resume(old, run_config, run_dir)
-        known_total = None
-        if old is not None:
-            _, known_total, _ = _verify_done_shards(source, run_dir, config.shard_size, digest)
         record: dict[str, Any] = {
             "format": RUN_FORMAT, "config": run_config, "config_digest": digest,
             "dataset_spec": dataset_spec, "dataset_name": source.name,
@@ -428,8 +439,36 @@ def run_inference(source: DatasetSource, run_dir: str | Path, config: RunConfig,
                                 time.perf_counter() - start)
     finally:
         pool.shutdown()
-    finished = _now()
-    timing = {"started": started, "finished": finished, "seconds": summary.seconds,
+    _finish_record(run_dir, record, summary, plan, started)
+    return summary
+
+
+def _precheck(old: dict[str, Any] | None, config: RunConfig, dataset: dict[str, Any],
+              source: DatasetSource, run_dir: Path) -> tuple[int | None, int | None]:
+    """What can be checked before any actor starts, and how much work is left.
+
+    Refuses a changed config (all but the model, which needs an actor to load it) or dataset.
+
+    Returns:
+        ``(total images if known, shards left to run if known)``.
+    """
+    described = dataset.get("num_images")
+    known_total = described if isinstance(described, int) else None
+    if old is None:
+        _check_resume(None, {}, run_dir)  # parts without run.json: refuse before any work
+        return known_total, None
+    partial = _run_config(config, None, None, dataset)
+    old_config = old.get("config", {})
+    _check_resume({**old, "config": {k: old_config.get(k) for k in partial}}, partial, run_dir)
+    num_shards, num_images, complete = _verify_done_shards(
+        source, run_dir, config.shard_size, str(old.get("config_digest")))
+    return num_images, num_shards - complete
+
+
+def _finish_record(run_dir: Path, record: dict[str, Any], summary: RunSummary,
+                   plan: dict[str, Any], started: str) -> None:
+    """Write the final run.json: the complete plan and this invocation's timing."""
+    timing = {"started": started, "finished": _now(), "seconds": summary.seconds,
               "shards_run": summary.shards_run, "shards_skipped": summary.shards_skipped,
               "images_run": summary.images_run, "startup_seconds": summary.startup_seconds,
               "images_per_second": summary.images_run / summary.seconds if summary.seconds
@@ -440,7 +479,6 @@ def run_inference(source: DatasetSource, run_dir: str | Path, config: RunConfig,
     record["timing"] = timing
     record["history"].append(timing)
     write_run_json(run_dir, record)
-    return summary
 
 
 def _stream(source: DatasetSource, run_dir: Path, config: RunConfig, pool: _WorkerPool,

@@ -140,7 +140,8 @@ def test_a_worker_killed_mid_run_is_replaced_and_each_image_lands_once(
 
 
 def test_odd_and_broken_images_become_rows_and_the_job_succeeds(
-        ray_ctx: None, tmp_path: Path, small_checkpoint: Path) -> None:  # noqa: F811
+        ray_ctx: None, tmp_path: Path, small_checkpoint: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture) -> None:
     from jobs.cli import main
 
     folder = tmp_path / "photos"
@@ -169,6 +170,11 @@ def test_odd_and_broken_images_become_rows_and_the_job_succeeds(
     assert images.loc["empty.jpg", "error"] == "empty file (0 bytes)"
     dets = read_run_table(run_dir, "detections").to_pandas()
     assert set(dets["image_id"]) <= {k for k, v in expect.items() if v == "ok"}
+    # the CLI refuses to mix another config into the run: exit 1, one line naming the key
+    capsys.readouterr()
+    assert main([*argv, "--max-pixels", "1000"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "max_pixels: 178956970 -> 1000" in err and "--restart" in err
 
 
 def test_label_multiscale_exports_coco_with_the_score_threshold(
