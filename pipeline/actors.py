@@ -120,19 +120,12 @@ class ShardWorker:
 
     def model_info(self) -> dict[str, Any]:
         """Name, checksum, source and config of the loaded model (JSON-able)."""
-        info = self.info
-        config = getattr(info, "config", None)
-        if config is not None and hasattr(config, "__dataclass_fields__"):
-            config = asdict(config)
-        return {"name": info.name, "checksum": self.checksum,
-                "source": str(getattr(info, "source", "")), "config": config}
+        return {"name": self.info.name, "checksum": self.checksum, "source": self.info.source,
+                "config": self.info.config.to_dict()}
 
     def postprocess_config(self) -> dict[str, Any]:
         """The detector's post-processing settings (part of the run's config)."""
-        config = getattr(self.detector, "config", None)
-        if config is not None and hasattr(config, "__dataclass_fields__"):
-            return asdict(config)
-        return {}
+        return asdict(self.detector.config)
 
     def where(self) -> dict[str, Any]:
         """Process id, host and Ray node of this worker (for tests and logs)."""

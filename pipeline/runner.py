@@ -214,7 +214,8 @@ class _WorkerPool:
         self._generation = 0
         self.actors: list[Any] = [self._new_actor(i) for i in range(resources.num_workers)]
         self._load: dict[int, int] = {i: 0 for i in range(len(self.actors))}
-        self._in_flight: dict[Any, tuple[Shard, int, int]] = {}  # ref -> (shard, slot, tries)
+        # ref -> (shard, slot, actor it went to, submissions so far)
+        self._in_flight: dict[Any, tuple[Shard, int, Any, int]] = {}
         self._config_digest = ""
 
     def _new_actor(self, slot: int) -> Any:
@@ -227,8 +228,16 @@ class _WorkerPool:
         return self._actor_class.options(**options).remote(self._settings, self._run_dir)
 
     def model_infos(self) -> list[dict[str, Any]]:
-        """Each actor's model info (waits for every actor to load its model)."""
-        return list(self._ray.get([a.model_info.remote() for a in self.actors]))
+        """Each actor's model info (waits for every actor to load its model).
+
+        Raises:
+            RuntimeError: an actor could not start (e.g. the model spec names no model),
+                with the root cause's last line.
+        """
+        try:
+            return list(self._ray.get([a.model_info.remote() for a in self.actors]))
+        except self._ray.exceptions.RayError as exc:
+            raise RuntimeError(f"detector workers could not start: {_root_cause(exc)}") from exc
 
     def postprocess_config(self) -> dict[str, Any]:
         """The first actor's post-processing config."""
@@ -244,22 +253,27 @@ class _WorkerPool:
         while len(self._in_flight) >= capacity:
             finished.extend(self._collect(timeout=None))
         slot = min(self._load, key=lambda s: self._load[s])
-        ref = self.actors[slot].process.remote(shard, self._config_digest)
-        self._in_flight[ref] = (shard, slot, tries + 1)
-        self._load[slot] += 1
+        self._send(shard, slot, tries + 1)
         return finished
+
+    def _send(self, shard: Shard, slot: int, tries: int) -> None:
+        actor = self.actors[slot]
+        ref = actor.process.remote(shard, self._config_digest)
+        self._in_flight[ref] = (shard, slot, actor, tries)
+        self._load[slot] += 1
 
     def _collect(self, timeout: float | None) -> list[ShardResult]:
         """Wait for at least one in-flight shard (or ``timeout``); handle failures."""
         ready, _ = self._ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
         out: list[ShardResult] = []
         for ref in ready:
-            shard, slot, tries = self._in_flight.pop(ref)
+            shard, slot, actor, tries = self._in_flight.pop(ref)
             self._load[slot] -= 1
             try:
                 out.append(self._ray.get(ref))
             except self._ray.exceptions.RayActorError as exc:
-                self._retry(shard, slot, tries, exc, replace=True)
+                # replace the actor once, not once per shard that was queued on it
+                self._retry(shard, slot, tries, exc, replace=actor is self.actors[slot])
             except self._ray.exceptions.RayTaskError as exc:
                 self._retry(shard, slot, tries, exc, replace=False)
         return out
@@ -267,15 +281,14 @@ class _WorkerPool:
     def _retry(self, shard: Shard, slot: int, tries: int, exc: Exception, *,
                replace: bool) -> None:
         if tries >= self._cluster.max_shard_attempts:
-            raise RuntimeError(f"shard {shard.index} failed {tries} times; last error: "
-                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            raise RuntimeError(f"shard {shard.index} (first image "
+                               f"{shard.entries[0].image_id!r}) failed {tries} times: "
+                               f"{_root_cause(exc)}")
         if replace:  # the actor is dead for good (restarts used up): start a fresh one
             self._ray.kill(self.actors[slot], no_restart=True)
             self._generation += 1
             self.actors[slot] = self._new_actor(slot)
-        ref = self.actors[slot].process.remote(shard, self._config_digest)
-        self._in_flight[ref] = (shard, slot, tries + 1)
-        self._load[slot] += 1
+        self._send(shard, slot, tries + 1)
 
     def drain(self) -> list[ShardResult]:
         """Wait for every shard in flight."""
@@ -292,6 +305,16 @@ class _WorkerPool:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self.actors = []
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The last ``SomeError: message`` line of a Ray error (the worker's own exception)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception")) and " " not in head:
+            return line
+    return lines[0] if lines else type(exc).__name__
 
 
 def _verify_done_shards(source: DatasetSource, run_dir: Path, shard_size: int,

@@ -208,3 +208,20 @@ def test_label_multiscale_exports_coco_with_the_score_threshold(
                                                  box[3] - box[1]], rtol=1e-5, atol=1e-4)
         assert ann["score"] == pytest.approx(float(box[4]), abs=1e-6)
         assert ann["category_id"] == 1
+
+
+def test_a_model_no_worker_can_load_fails_in_one_line(
+        ray_ctx: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from jobs.cli import main
+
+    folder = tmp_path / "photos"
+    write_odd_images(folder)
+    missing = tmp_path / "no-such-model.pt"
+    code = main(["run", "--dataset", f"folder:{folder}", "--out", str(tmp_path / "run"),
+                 "--model", str(missing), "--workers", "1", "--cpus-per-worker", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert "\n" not in err, err
+    assert err.startswith("dsfd run: error: detector workers could not start:")
+    assert str(missing) in err
+    assert not list((tmp_path / "run").glob("*/part-*"))

@@ -151,3 +151,18 @@ def export_coco_text(run_dir: Path, min_score: float) -> str:
     out = run_dir / "all.json"
     export_coco(run_dir, out, min_score=min_score)
     return out.read_text()
+
+
+def test_progress_bar_counts_images_and_errors(capsys: pytest.CaptureFixture) -> None:
+    from pipeline.progress import Progress
+
+    bar = Progress(10, enabled=True)
+    bar.update(4, 1)
+    bar.update(6, 2)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "10/10" in err and "errors=3" in err
+    quiet = Progress(None, enabled=False)
+    quiet.update(3, 3)
+    quiet.close()
+    assert capsys.readouterr().err == "" and quiet.errors == 3
