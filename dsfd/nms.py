@@ -2,77 +2,242 @@
 
 Both are the same greedy clustering over score-sorted boxes: a box becomes a *leader* unless an
 earlier leader overlaps it; every other box belongs to the first earlier leader that overlaps
-it (that is the group the reference loop removes it with). :func:`greedy_clusters` computes
-leaders and groups block by block: overlaps with earlier leaders are one IoU matrix product per
-block, and the sequential part inside a block is a loop over candidate rows of a precomputed
-boolean overlap matrix (cheap vector ops). Memory stays ``O(block * (block + leaders))``.
+it (that is the group the reference loop removes it with). :func:`greedy_clusters` finds
+leaders and groups in two steps, both on the boxes' device:
+
+1. **Which pairs overlap.** ``"sparse"``: only pairs that can reach the threshold are tested.
+   Two boxes with ``IoU >= t`` (or ``> t``) have longer sides within a factor ``1/t`` of each
+   other, and their ``x1`` differ by at most ``(1 - t) * max(w)`` (``y1`` likewise), because
+   ``IoU <= inter_w / w`` for each box. So boxes are bucketed by ``floor(log2(longer side))``
+   and, per bucket, placed on an ``(x1, y1)`` grid whose cells are ``(1 - t)`` times the
+   bucket's largest side (plus a rounding margin); only boxes in neighbouring cells of
+   compatible buckets are compared, with exactly the IoU formula of
+   :func:`dsfd.boxes.box_iou` / :func:`dsfd.boxes.box_iou_plus_one`. ``"dense"``: IoU matrices
+   per block of ``block_size`` boxes against all earlier leaders and within the block (the
+   right choice when most pairs overlap anyway; memory ``O(block * (block + leaders))``).
+   ``"auto"`` (default) takes the sparse path unless it would test more candidate pairs than
+   the dense path's least work, ``N * min(N, block_size)`` IoUs (then most boxes overlap, few
+   lead, and the dense path is cheaper), or more than ``max_pairs``; and unless the inputs do
+   not allow it (a custom ``iou_fn``, a threshold ``<= 0``, non-finite coordinates).
+2. **The greedy pass.** ``keep[i] = not any(overlap[j, i] and keep[j] for j < i)`` is a
+   fixed point that the iteration ``keep <- F(keep)`` from all-true reaches exactly (after
+   each step the prefix that did not change is final), in as many steps as the longest chain
+   of "suppressed by a box that is itself suppressed" (a handful in practice). Each step is a
+   vector operation; after :data:`MAX_FIXED_POINT_STEPS` steps the rest is finished by the
+   plain sequential loop on the CPU, so the worst case stays bounded.
+
+Both paths give exactly the leaders and groups of the one-box-at-a-time reference loops
+(``tests/dsfd/test_nms.py``).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from dsfd.boxes import box_iou, box_iou_plus_one
+from dsfd.boxes import box_area, box_iou, box_iou_plus_one
 
 IouFn = Callable[[Tensor, Tensor], Tensor]
+
+SPARSE_MAX_PAIRS = 1 << 25  # candidate pairs above which "auto" takes the dense path
+PAIR_CHUNK = 1 << 20  # candidate pairs materialised at once by the sparse path
+MAX_FIXED_POINT_STEPS = 48  # vector steps of the greedy pass before the sequential finish
+_GRID_LIMIT = 1 << 30  # grid cell indices must fit the combined 62-bit key
+METHODS = ("auto", "sparse", "dense")
 
 
 def _overlaps(iou: Tensor, thresh: float, inclusive: bool) -> Tensor:
     return iou >= thresh if inclusive else iou > thresh
 
 
-def _resolve_block(over: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy resolution inside one block.
+def pair_iou(a: Tensor, b: Tensor, *, plus_one: bool = False) -> Tensor:
+    """IoU of matched pairs ``a[k]``, ``b[k]``: the same floating-point operations, hence the
+    same bits, as the matrix functions :func:`dsfd.boxes.box_iou` (``plus_one=False``) and
+    :func:`dsfd.boxes.box_iou_plus_one` (``plus_one=True``).
+
+    Args:
+        a: ``[K, 4]`` xyxy.
+        b: ``[K, 4]`` xyxy.
+        plus_one: legacy ``+1`` pixel convention.
+
+    Returns:
+        ``[K]`` IoU.
+    """
+    lt = torch.maximum(a[:, :2], b[:, :2])  # [K, 2]
+    rb = torch.minimum(a[:, 2:], b[:, 2:])  # [K, 2]
+    if plus_one:
+        area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
+        area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+        wh = (rb - lt + 1).clamp(min=0)
+        inter = wh[:, 0] * wh[:, 1]
+        return inter / (area_a + area_b - inter)
+    area_a, area_b = box_area(a), box_area(b)
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), 0.0)
+
+
+def _expand(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """All ``(q, p)`` with ``lo[q] <= p < hi[q]``: ``([P] query index, [P] position)``."""
+    counts = hi - lo
+    query = torch.repeat_interleave(torch.arange(lo.shape[0], device=lo.device), counts)
+    start = torch.cumsum(counts, 0) - counts  # [Q] first pair of each query
+    return query, lo[query] + torch.arange(query.shape[0], device=lo.device) - start[query]
+
+
+def _bucket_queries(boxes: Tensor, offset: float,
+                    thresh: float) -> list[tuple[Tensor, Tensor, Tensor, Tensor, float]]:
+    """Per size bucket ``c``: ``(targets sorted by cell, queries, [9, Q] lo, [9, Q] hi, cell)``.
+
+    Targets are the boxes of bucket ``c``; queries those of buckets ``c - reach .. c``;
+    ``target[lo[k, q]:hi[k, q]]`` are the candidates of query ``q`` in its ``k``-th
+    neighbouring cell. A query box ``a`` and a target box ``b`` (longer side < ``2^(c+1)``)
+    with ``IoU >= thresh`` have ``|x1_a - x1_b| <= (1 - thresh) * 2^(c+1) <= cell`` (``y1``
+    likewise), so their cells are at most one apart on each axis. A pair of two boxes of
+    bucket ``c`` is listed once: from the earlier one in cell order, looking at its own cell
+    (later positions only) and the four cells after it.
+    """
+    x1, y1, x2, y2 = boxes.double().unbind(1)
+    w, h = x2 - x1 + offset, y2 - y1 + offset
+    valid = (w > 0) & (h > 0)  # a box without area overlaps nothing (IoU 0 or NaN)
+    bucket = torch.floor(torch.log2(torch.maximum(w, h).clamp(min=1e-30))).long()
+    # sides within 1/thresh: buckets at most floor(1 + log2(1/thresh)) apart (margin: rounding)
+    reach = int(math.floor(1.0 + math.log2(1.0 / thresh) + 1e-4))
+    # the bounds hold for exact IoUs; computed ones may be off by float rounding of coordinates
+    slack = 1e-5 * float(boxes.abs().max())
+    position = torch.empty(boxes.shape[0], dtype=torch.int64, device=boxes.device)
+    out: list[tuple[Tensor, Tensor, Tensor, Tensor, float]] = []
+    for c in torch.unique(bucket[valid]).tolist():
+        cell = (1.0 - thresh + 1e-4) * 2.0 ** (c + 1) + slack
+        gx, gy = torch.floor(x1 / cell).long(), torch.floor(y1 / cell).long()
+        target = torch.nonzero(valid & (bucket == c)).squeeze(1)
+        query = torch.nonzero(valid & (bucket <= c) & (bucket >= c - reach)).squeeze(1)
+        tx, ty = gx[target], gy[target]
+        bx, by = int(tx.min()) - 2, int(ty.min()) - 2
+        if int(tx.max()) - bx >= _GRID_LIMIT or int(ty.max()) - by >= _GRID_LIMIT:
+            raise OverflowError("boxes span too many grid cells for the sparse path")
+        keys, order = torch.sort((tx - bx) * _GRID_LIMIT + (ty - by), stable=True)
+        target = target[order]
+        position[target] = torch.arange(target.shape[0], device=boxes.device)
+        same = bucket[query] == c  # [Q] query is itself a target
+        # far queries are clamped just outside the targets' cells: they still match nothing
+        qx = (gx[query] - bx).clamp(0, int(tx.max()) - bx + 4)
+        qy = (gy[query] - by).clamp(0, int(ty.max()) - by + 4)
+        lo, hi = [], []
+        for dx, dy in itertools.product((-1, 0, 1), (-1, 0, 1)):
+            k = (qx + dx) * _GRID_LIMIT + (qy + dy)  # [Q]
+            lo.append(torch.searchsorted(keys, k, side="left"))
+            hi.append(torch.searchsorted(keys, k, side="right"))
+            if (dx, dy) == (0, 0):  # own cell: only later positions
+                lo[-1] = torch.where(same, position[query] + 1, lo[-1])
+            elif (dx, dy) < (0, 0):  # cells before: the pair is listed from the other box
+                hi[-1] = torch.where(same, lo[-1], hi[-1])
+        out.append((target, query, torch.stack(lo), torch.stack(hi), cell))
+    return out
+
+
+def _sparse_edges(boxes: Tensor, thresh: float, inclusive: bool, plus_one: bool,
+                  max_pairs: int) -> tuple[Tensor, Tensor] | None:
+    """Overlapping pairs ``(src [E], dst [E])`` with ``src < dst``; None above ``max_pairs``."""
+    buckets = _bucket_queries(boxes, 1.0 if plus_one else 0.0, thresh)
+    if sum(int((hi - lo).sum()) for _, _, lo, hi, _ in buckets) > max_pairs:
+        return None
+    corner = boxes[:, :2].double().T.contiguous()  # [2, N] x1, y1 for the cheap pre-test
+    src: list[Tensor] = []
+    dst: list[Tensor] = []
+    for target, query, lo, hi, cell in buckets:
+        queries = query.repeat(9)  # [9Q], matching lo.reshape(-1)
+        lo, hi = lo.reshape(-1), hi.reshape(-1)
+        ends = torch.cumsum(hi - lo, 0).cpu().numpy()
+        cuts = np.searchsorted(ends, np.arange(PAIR_CHUNK, int(ends[-1]), PAIR_CHUNK))
+        for s, e in zip([0, *cuts.tolist()], [*cuts.tolist(), len(ends)], strict=True):
+            q, p = _expand(lo[s:e], hi[s:e])
+            a, b = queries[s:e][q], target[p]
+            near = ((corner[0, a] - corner[0, b]).abs() <= cell) & (
+                (corner[1, a] - corner[1, b]).abs() <= cell)  # necessary for IoU >= thresh
+            a, b = a[near], b[near]
+            i, j = torch.minimum(a, b), torch.maximum(a, b)
+            over = _overlaps(pair_iou(boxes[i], boxes[j], plus_one=plus_one), thresh,
+                             inclusive)
+            src.append(i[over])
+            dst.append(j[over])
+    empty = torch.empty(0, dtype=torch.int64, device=boxes.device)
+    return (torch.cat(src), torch.cat(dst)) if src else (empty, empty)
+
+
+def _sequential_leaders(num: int, src: Tensor, dst: Tensor) -> Tensor:
+    """The plain greedy loop over an edge list (CPU): ``[num]`` bool leaders."""
+    order = torch.argsort(src, stable=True)
+    src_np, dst_np = src[order].cpu().numpy(), dst[order].cpu().numpy()
+    ptr = np.searchsorted(src_np, np.arange(num + 1))
+    removed = np.zeros(num, dtype=bool)
+    leader = np.zeros(num, dtype=bool)
+    for i in range(num):
+        if not removed[i]:
+            leader[i] = True
+            removed[dst_np[ptr[i]:ptr[i + 1]]] = True
+    return torch.from_numpy(leader).to(src.device)
+
+
+def _leaders_from_edges(num: int, src: Tensor, dst: Tensor) -> Tensor:
+    """Greedy leaders (``[num]`` bool) by the fixed-point iteration described above."""
+    keep = torch.ones(num, dtype=torch.bool, device=src.device)
+    for _ in range(MAX_FIXED_POINT_STEPS):
+        suppressed = torch.zeros_like(keep)
+        suppressed[dst[keep[src]]] = True
+        if torch.equal(~suppressed, keep):
+            return keep
+        keep = ~suppressed
+    return _sequential_leaders(num, src, dst)
+
+
+def _clusters_from_edges(num: int, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
+    """``(leaders [L], group [num])`` as :func:`greedy_clusters` returns them."""
+    leader = _leaders_from_edges(num, src, dst)
+    by_leader = leader[src]
+    first = torch.arange(num, device=src.device).scatter_reduce(
+        0, dst[by_leader], src[by_leader], reduce="amin")  # first leader overlapping each box
+    position = torch.cumsum(leader, 0) - 1  # [num] rank of each leader among leaders
+    return torch.nonzero(leader).squeeze(1), position[first]
+
+
+def _resolve_block(over: Tensor, candidate: Tensor) -> tuple[Tensor, Tensor]:
+    """Greedy resolution inside one block, on the block's device.
 
     Args:
         over: ``[B, B]`` bool, ``over[j, i]`` = box j suppresses box i (only ``j < i`` used).
         candidate: ``[B]`` bool, boxes not already claimed by an earlier block's leader.
 
     Returns:
-        ``(leader [B] bool, owner [B] int)``: owner = index in the block of the claiming
+        ``(leader [B] bool, owner [B] int64)``: owner = index in the block of the claiming
         leader (itself for leaders), -1 for non-candidates.
     """
-    size = over.shape[0]
-    over = np.triu(over, k=1)
-    removed = ~candidate
-    leader = np.zeros(size, dtype=bool)
-    owner = np.full(size, -1, dtype=np.int64)
-    for i in np.flatnonzero(candidate):
-        if removed[i]:
-            continue
-        leader[i] = True
-        owner[i] = i
-        claim = over[i] & ~removed
-        owner[claim] = i
-        removed |= claim
-    return leader, owner
+    over = torch.triu(over, diagonal=1)
+    keep = candidate
+    for _ in range(MAX_FIXED_POINT_STEPS):
+        new = candidate & ~(over & keep[:, None]).any(dim=0)
+        if torch.equal(new, keep):
+            break
+        keep = new
+    else:
+        src, dst = torch.nonzero(over & candidate[:, None] & candidate[None, :]).unbind(1)
+        keep = _sequential_leaders(over.shape[0], src, dst) & candidate
+    claims = over & keep[:, None]  # [B, B] leader j claims box i
+    first = claims.to(torch.uint8).argmax(dim=0)  # first claiming leader (0 when none)
+    index = torch.arange(over.shape[0], device=over.device)
+    owner = torch.where(keep, index, torch.where(candidate, first, -1))
+    return keep, owner
 
 
-def greedy_clusters(
-    boxes: Tensor,
-    iou_thresh: float,
-    *,
-    iou_fn: IouFn = box_iou,
-    inclusive: bool = False,
-    block_size: int = 1024,
-) -> tuple[Tensor, Tensor]:
-    """Greedy clustering of boxes already sorted by descending score.
-
-    Args:
-        boxes: ``[N, 4]`` xyxy, sorted by score (best first).
-        iou_thresh: overlap threshold.
-        iou_fn: pairwise IoU function (``box_iou`` or ``box_iou_plus_one``).
-        inclusive: overlap means ``IoU >= thresh`` (box voting) instead of ``> thresh`` (NMS).
-        block_size: boxes resolved per block.
-
-    Returns:
-        ``(leaders, group)``: ``leaders`` ``[L]`` int64 indices in ascending order;
-        ``group`` ``[N]`` int64, the position in ``leaders`` of each box's group.
-    """
+def _dense_clusters(boxes: Tensor, iou_thresh: float, iou_fn: IouFn, inclusive: bool,
+                    block_size: int) -> tuple[Tensor, Tensor]:
+    """The blocked dense path of :func:`greedy_clusters`."""
     n = boxes.shape[0]
     device = boxes.device
     group = torch.empty(n, dtype=torch.int64, device=device)
@@ -87,19 +252,67 @@ def greedy_clusters(
             claimed = over.any(dim=0)
             first = over.to(torch.uint8).argmax(dim=0)  # first overlapping leader
             group[start:start + blk.shape[0]][claimed] = first[claimed]
-        within = _overlaps(iou_fn(blk, blk), iou_thresh, inclusive).cpu().numpy()
-        leader, owner = _resolve_block(within, (~claimed).cpu().numpy())
-        local = np.flatnonzero(leader)
-        rank = np.full(blk.shape[0], -1, dtype=np.int64)
-        rank[local] = np.arange(num_leaders, num_leaders + local.size)
+        within = _overlaps(iou_fn(blk, blk), iou_thresh, inclusive)  # [B, B]
+        leader, owner = _resolve_block(within, ~claimed)
+        rank = torch.cumsum(leader, 0) - 1 + num_leaders  # [B] global leader rank
         mine = owner >= 0
-        ids = torch.from_numpy(np.flatnonzero(mine)).to(device)
-        group[start + ids] = torch.from_numpy(rank[owner[mine]]).to(device)
-        leader_idx.append(torch.from_numpy(local + start).to(device))
-        num_leaders += local.size
+        group[start:start + blk.shape[0]][mine] = rank[owner[mine]]
+        local = torch.nonzero(leader).squeeze(1)
+        leader_idx.append(local + start)
+        num_leaders += local.shape[0]
     leaders = torch.cat(leader_idx) if leader_idx else torch.empty(0, dtype=torch.int64,
                                                                    device=device)
     return leaders, group
+
+
+def _sparse_allowed(boxes: Tensor, iou_thresh: float, iou_fn: IouFn) -> bool:
+    return (iou_fn in (box_iou, box_iou_plus_one) and iou_thresh > 0
+            and bool(torch.isfinite(boxes).all()))
+
+
+def greedy_clusters(
+    boxes: Tensor,
+    iou_thresh: float,
+    *,
+    iou_fn: IouFn = box_iou,
+    inclusive: bool = False,
+    block_size: int = 1024,
+    method: str = "auto",
+    max_pairs: int = SPARSE_MAX_PAIRS,
+) -> tuple[Tensor, Tensor]:
+    """Greedy clustering of boxes already sorted by descending score.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy, sorted by score (best first).
+        iou_thresh: overlap threshold.
+        iou_fn: pairwise IoU function (``box_iou`` or ``box_iou_plus_one``; any other
+            function takes the dense path).
+        inclusive: overlap means ``IoU >= thresh`` (box voting) instead of ``> thresh`` (NMS).
+        block_size: boxes per block of the dense path.
+        method: ``"auto"``, ``"sparse"`` or ``"dense"`` (see the module docstring); all give
+            the same result; ``"sparse"`` falls back to dense only where it cannot apply or
+            would test more than ``max_pairs`` candidate pairs.
+        max_pairs: most candidate pairs the sparse path tests (bounds its memory).
+
+    Returns:
+        ``(leaders, group)``: ``leaders`` ``[L]`` int64 indices in ascending order;
+        ``group`` ``[N]`` int64, the position in ``leaders`` of each box's group.
+    """
+    if method not in METHODS:
+        raise ValueError(f"greedy_clusters method must be one of {METHODS}, got {method!r}")
+    if block_size < 1:
+        raise ValueError(f"greedy_clusters block_size must be >= 1, got {block_size}")
+    if method != "dense" and boxes.shape[0] and _sparse_allowed(boxes, iou_thresh, iou_fn):
+        try:
+            n = boxes.shape[0]
+            limit = max_pairs if method == "sparse" else min(max_pairs, n * min(n, block_size))
+            edges = _sparse_edges(boxes, iou_thresh, inclusive, iou_fn is box_iou_plus_one,
+                                  limit)
+        except OverflowError:
+            edges = None
+        if edges is not None:
+            return _clusters_from_edges(boxes.shape[0], *edges)
+    return _dense_clusters(boxes, iou_thresh, iou_fn, inclusive, block_size)
 
 
 def sort_by_score(scores: Tensor) -> Tensor:
@@ -108,7 +321,7 @@ def sort_by_score(scores: Tensor) -> Tensor:
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3, *,
-        block_size: int = 1024) -> Tensor:
+        block_size: int = 1024, method: str = "auto") -> Tensor:
     """Greedy non-maximum suppression: a box is dropped when ``IoU > iou_thresh`` (no ``+1``)
     with a higher-scored kept box.
 
@@ -117,6 +330,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3, *,
         scores: ``[N]``.
         iou_thresh: suppression threshold.
         block_size: see :func:`greedy_clusters` (memory/speed only, same result).
+        method: see :func:`greedy_clusters` (speed only, same result).
 
     Returns:
         ``[K]`` int64 indices of kept boxes, by descending score.
@@ -125,12 +339,12 @@ def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3, *,
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = sort_by_score(scores)
     leaders, _ = greedy_clusters(boxes[order], iou_thresh, iou_fn=box_iou, inclusive=False,
-                                 block_size=block_size)
+                                 block_size=block_size, method=method)
     return order[leaders]
 
 
 def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750, *,
-             block_size: int = 1024) -> Tensor:
+             block_size: int = 1024, method: str = "auto") -> Tensor:
     """Box voting of the official WIDER FACE test script (``bbox_vote``).
 
     Boxes sorted by score; each leader takes all remaining boxes with ``IoU >= iou_thresh``
@@ -142,6 +356,7 @@ def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750, *,
         iou_thresh: grouping threshold.
         top_k: boxes kept (None keeps all).
         block_size: see :func:`greedy_clusters` (memory/speed only, same result).
+        method: see :func:`greedy_clusters` (speed only, same result).
 
     Returns:
         ``[K, 5]`` float32 in the same layout, computed in float64.
@@ -152,7 +367,7 @@ def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750, *,
     if d.shape[0] == 0:
         return dets.new_zeros((0, 5), dtype=torch.float32)
     leaders, group = greedy_clusters(d[:, :4], iou_thresh, iou_fn=box_iou_plus_one,
-                                     inclusive=True, block_size=block_size)
+                                     inclusive=True, block_size=block_size, method=method)
     num = leaders.shape[0]
     count = torch.zeros(num, dtype=torch.int64, device=d.device).index_add_(
         0, group, torch.ones_like(group))

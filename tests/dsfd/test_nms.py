@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from dsfd import nms as nms_module
 from dsfd.boxes import box_iou, box_iou_plus_one
-from dsfd.nms import box_vote, greedy_clusters, nms
+from dsfd.nms import box_vote, greedy_clusters, nms, pair_iou
 
 
 def reference_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
@@ -124,3 +125,92 @@ def test_plus_one_iou_is_used_for_voting() -> None:
     close = torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.9], [1.0, 0.0, 2.0, 1.0, 0.8]])
     assert box_iou_plus_one(close[:1, :4], close[1:, :4]).item() == pytest.approx(1 / 3)
     assert box_vote(close).shape == (1, 5)
+
+
+# --- the sparse (bucketed grid) and dense paths: identical leaders and groups -------------
+
+
+def mixed_boxes(n: int, seed: int) -> np.ndarray:
+    """Clusters of near-duplicates, scattered boxes of all sizes, exact duplicates,
+    degenerate and negative-coordinate boxes: ``[n, 4]`` float32."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-50, 400, (12, 2))
+    sizes = np.exp(rng.uniform(np.log(2), np.log(300), 12))
+    k = rng.integers(0, 12, n // 2)
+    c = centres[k] + rng.normal(0, 0.2, (k.size, 2)) * sizes[k, None]
+    wh = sizes[k, None] * np.exp(rng.normal(0, 0.2, (k.size, 2)))
+    clustered = np.concatenate((c - wh / 2, c + wh / 2), axis=1)
+    xy = rng.uniform(-100, 500, (n - k.size, 2))
+    wh = np.exp(rng.uniform(np.log(0.5), np.log(400), (n - k.size, 2)))
+    scattered = np.concatenate((xy, xy + wh), axis=1)
+    boxes = np.concatenate((clustered, scattered)).astype(np.float32)
+    boxes[5:9] = boxes[0]  # exact duplicates
+    boxes[10, 2] = boxes[10, 0]  # zero width
+    boxes[11, 2] = boxes[11, 0] - 3  # negative width
+    return boxes[rng.permutation(n)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("thresh", "inclusive", "plus_one"),
+                         [(0.3, False, False), (0.3, True, True), (0.5, False, False),
+                          (0.7, True, True), (1.0, True, False), (0.05, False, True)])
+def test_sparse_equals_dense(seed: int, thresh: float, inclusive: bool, plus_one: bool) -> None:
+    boxes = torch.from_numpy(mixed_boxes(700, seed))
+    iou_fn = box_iou_plus_one if plus_one else box_iou
+    dense = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive, method="dense",
+                            block_size=128)
+    sparse = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive,
+                             method="sparse")
+    assert torch.equal(dense[0], sparse[0])
+    assert torch.equal(dense[1], sparse[1])
+
+
+def test_sparse_nms_and_vote_match_references() -> None:
+    boxes = mixed_boxes(400, 7)
+    scores = np.random.default_rng(7).uniform(0, 1, 400).astype(np.float32)
+    scores[:40] = 0.5  # ties
+    want = reference_nms(boxes.astype(np.float64), scores.astype(np.float64), 0.3)
+    for method in ("sparse", "dense", "auto"):
+        got = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3, method=method)
+        assert got.tolist() == want
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # the reference loops
+    det = np.concatenate((boxes, scores[:, None]), axis=1).astype(np.float64)[valid]
+    want_vote = reference_bbox_vote(det.copy())
+    for method in ("sparse", "dense"):
+        got_vote = box_vote(torch.from_numpy(det), method=method).numpy()
+        np.testing.assert_allclose(got_vote, want_vote, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("plus_one", [False, True])
+def test_pair_iou_has_the_bits_of_the_matrix_iou(plus_one: bool) -> None:
+    boxes = torch.from_numpy(mixed_boxes(300, 3)).double()
+    a, b = boxes[:150], boxes[150:]
+    matrix = (box_iou_plus_one if plus_one else box_iou)(a, b)  # [150, 150]
+    rows = torch.arange(150).repeat_interleave(150)
+    cols = torch.arange(150).repeat(150)
+    paired = pair_iou(a[rows], b[cols], plus_one=plus_one)
+    assert torch.equal(paired.view(150, 150).nan_to_num(-1.0), matrix.nan_to_num(-1.0))
+
+
+def test_long_suppression_chain_finishes_sequentially(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each box overlaps the next with IoU 0.43 (the one after with 0.11): leaders alternate
+    # down a chain of 300, which needs ~300 fixed-point steps; with the cap at 2 the
+    # sequential finish must agree
+    x = torch.arange(300, dtype=torch.float32) * 4.0
+    boxes = torch.stack((x, torch.zeros(300), x + 10.0, torch.full((300,), 10.0)), dim=1)
+    want = greedy_clusters(boxes, 0.3, method="dense", block_size=1024)
+    assert want[0].tolist() == list(range(0, 300, 2))
+    monkeypatch.setattr(nms_module, "MAX_FIXED_POINT_STEPS", 2)
+    for method in ("sparse", "dense"):
+        got = greedy_clusters(boxes, 0.3, method=method, block_size=64)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_paths_agree_on_inputs_the_sparse_path_refuses() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0],
+                          [float("inf"), 0.0, float("inf"), 1.0], [2.0, 0.0, 12.0, 10.0]])
+    for method in ("sparse", "dense"):
+        leaders, group = greedy_clusters(boxes, 0.3, method=method)
+        assert leaders.tolist() == [0, 2] and group.tolist() == [0, 0, 1, 0]
+    with pytest.raises(ValueError, match="method"):
+        greedy_clusters(boxes, 0.3, method="fast")
