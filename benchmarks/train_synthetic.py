@@ -9,8 +9,12 @@ checkpoint (``OUT/last.pt``) loads with ``dsfd.load_model``. The exact ``dsfd tr
 printed and stored in ``OUT/benchmark.json`` with the results.
 
     .venv/bin/python benchmarks/train_synthetic.py --synth /tmp/synth --out /tmp/dsfd-small \\
-        [--model vgg16] [--width 0.125] [--steps 240] [--batch-size 8] [--image-size 320] \\
-        [--workers 2] [--lr 1e-3] [--seed 0]
+        [--model resnet50] [--width 0.125] [--steps 300] [--batch-size 8] [--image-size 320] \\
+        [--workers 2] [--lr 1e-2] [--seed 0]
+
+The defaults pick a backbone with batch norm: without ImageNet weights a 1/8-width VGG16 learns
+too slowly at lr 1e-3 for a run of minutes (WIDER AP stayed near 0.001 after 240 steps) and
+diverges at 1e-2, while the 1/8-width ResNet50 trains at 1e-2.
 """
 
 from __future__ import annotations
@@ -54,14 +58,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synth", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", default="vgg16")
+    parser.add_argument("--model", default="resnet50")
     parser.add_argument("--width", type=float, default=0.125)
-    parser.add_argument("--steps", type=int, default=240)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=320)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-images", type=int, default=300)
     parser.add_argument("--val-images", type=int, default=100)
