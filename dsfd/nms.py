@@ -15,10 +15,12 @@ leaders and groups in two steps, both on the boxes' device:
    :func:`dsfd.boxes.box_iou` / :func:`dsfd.boxes.box_iou_plus_one`. ``"dense"``: IoU matrices
    per block of ``block_size`` boxes against all earlier leaders and within the block (the
    right choice when most pairs overlap anyway; memory ``O(block * (block + leaders))``).
-   ``"auto"`` (default) takes the sparse path unless it would test more candidate pairs than
-   the dense path's least work, ``N * min(N, block_size)`` IoUs (then most boxes overlap, few
-   lead, and the dense path is cheaper), or more than ``max_pairs``; and unless the inputs do
-   not allow it (a custom ``iou_fn``, a threshold ``<= 0``, non-finite coordinates).
+   ``"auto"`` (default) resolves the first block densely and takes the dense path when its
+   share of leaders predicts at most ``4 * block_size`` leaders overall (the dense cost grows
+   with the leaders; with few of them it beats the sparse path), the sparse path otherwise;
+   the sparse path falls back to dense above ``max_pairs`` candidate pairs or where the
+   inputs do not allow it (a custom ``iou_fn``, a threshold ``<= 0``, non-finite
+   coordinates).
 2. **The greedy pass.** ``keep[i] = not any(overlap[j, i] and keep[j] for j < i)`` is a
    fixed point that the iteration ``keep <- F(keep)`` from all-true reaches exactly (after
    each step the prefix that did not change is final), in as many steps as the longest chain
@@ -302,12 +304,17 @@ def greedy_clusters(
         raise ValueError(f"greedy_clusters method must be one of {METHODS}, got {method!r}")
     if block_size < 1:
         raise ValueError(f"greedy_clusters block_size must be >= 1, got {block_size}")
-    if method != "dense" and boxes.shape[0] and _sparse_allowed(boxes, iou_thresh, iou_fn):
+    n = boxes.shape[0]
+    if method == "auto" and n > block_size:
+        # few leaders (the dense path's cost grows with them): the first block tells
+        first = _overlaps(iou_fn(boxes[:block_size], boxes[:block_size]), iou_thresh,
+                          inclusive)
+        share = float(_resolve_block(first, torch.ones_like(first[0]))[0].float().mean())
+        method = "dense" if share * n <= 4 * block_size else "sparse"
+    if method != "dense" and n and _sparse_allowed(boxes, iou_thresh, iou_fn):
         try:
-            n = boxes.shape[0]
-            limit = max_pairs if method == "sparse" else min(max_pairs, n * min(n, block_size))
             edges = _sparse_edges(boxes, iou_thresh, inclusive, iou_fn is box_iou_plus_one,
-                                  limit)
+                                  max_pairs)
         except OverflowError:
             edges = None
         if edges is not None:
