@@ -64,6 +64,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse images with more pixels (default: Pillow's 178956970)")
     parser.add_argument("--batch-size", type=_positive_int, default=1, metavar="B",
                         help="images per forward pass, single-scale (default 1)")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="only the first N images of the dataset (in manifest order)")
     parser.add_argument("--restart", action="store_true",
                         help="clear an existing run in RUN_DIR instead of resuming it")
 
@@ -94,11 +96,11 @@ def init_ray(address: str | None) -> bool:
 
 def run_job(args: argparse.Namespace, dataset_spec: str) -> Any:
     """Open the dataset, bring up Ray and run the pipeline; returns the RunSummary."""
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets.spec import limit_dataset, open_dataset
     from pipeline.images import DEFAULT_MAX_PIXELS
     from pipeline.runner import ClusterConfig, RunConfig, run_inference
 
-    source = open_dataset(dataset_spec)
+    source = limit_dataset(open_dataset(dataset_spec), getattr(args, "limit", None))
     config = RunConfig(model=args.model, multiscale=args.multiscale, max_size=args.max_size,
                        shard_size=args.shard_size,
                        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)

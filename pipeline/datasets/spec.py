@@ -17,6 +17,7 @@ truth readers stay available.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,34 @@ def _open_synthetic(spec: str, kind: str, rest: str) -> DatasetSource:
     if not (directory / FDDB_DIR).is_dir():
         raise _error(spec, f"{directory} was generated without an FDDB part")
     return FddbSource(directory / FDDB_DIR, kind, synth)
+
+
+class LimitedSource:
+    """The first ``limit`` images of another source, in its order (a quick subset, e.g. for
+    the costly multi-scale test). Everything else is the wrapped source's."""
+
+    def __init__(self, source: DatasetSource, limit: int):
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+        self.source = source
+        self.limit = limit
+        self.name = f"{source.name}[:{limit}]"
+
+    def iter_manifest(self) -> Iterator[ManifestEntry]:
+        """The wrapped manifest, stopped after ``limit`` entries."""
+        return itertools.islice(self.source.iter_manifest(), self.limit)
+
+    def describe(self) -> dict[str, Any]:
+        """The wrapped description plus ``limit`` (so a resume sees a changed subset)."""
+        return {**self.source.describe(), "limit": self.limit}
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.source, attr)
+
+
+def limit_dataset(source: DatasetSource, limit: int | None) -> DatasetSource:
+    """``source`` itself when ``limit`` is None, else its first ``limit`` images."""
+    return source if limit is None else LimitedSource(source, limit)
 
 
 def open_dataset(spec: str) -> DatasetSource:

@@ -112,3 +112,22 @@ def test_incomplete_benchmark_is_refused(tmp_path: Path) -> None:
 def test_spec_must_be_a_string() -> None:
     with pytest.raises(TypeError):
         open_dataset(Path("/x"))  # type: ignore[arg-type]
+
+
+def test_limited_source_streams_the_first_images_and_says_so(tmp_path) -> None:
+    from PIL import Image
+
+    from pipeline.datasets.spec import LimitedSource, limit_dataset, open_dataset
+
+    for k in range(5):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"img{k}.png")
+    source = open_dataset(f"folder:{tmp_path}")
+    assert limit_dataset(source, None) is source
+    limited = limit_dataset(source, 3)
+    assert isinstance(limited, LimitedSource)
+    ids = [e.image_id for e in limited.iter_manifest()]
+    assert ids == [e.image_id for e in source.iter_manifest()][:3]
+    assert limited.describe() == {**source.describe(), "limit": 3}
+    assert limit_dataset(source, 10).describe()["limit"] == 10
+    with pytest.raises(ValueError, match="limit"):
+        LimitedSource(source, 0)
