@@ -1,0 +1,1 @@
+"""Measured comparisons of the project; ``python -m benchmarks`` runs every table."""
