@@ -94,12 +94,26 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
+def check_out_dir(out: str) -> None:
+    """Refuse, before Ray starts, an ``--out`` that is a file or lies under one."""
+    from pathlib import Path
+
+    path = Path(out).expanduser()
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is a file" if part == path else f"lies under a file ({part})"
+                raise CommandError(f"--out {out} {what}, not a directory")
+            return
+
+
 def run_job(args: argparse.Namespace, dataset_spec: str) -> Any:
     """Open the dataset, bring up Ray and run the pipeline; returns the RunSummary."""
     from pipeline.datasets.spec import limit_dataset, open_dataset
     from pipeline.images import DEFAULT_MAX_PIXELS
     from pipeline.runner import ClusterConfig, RunConfig, run_inference
 
+    check_out_dir(args.out)
     source = limit_dataset(open_dataset(dataset_spec), getattr(args, "limit", None))
     config = RunConfig(model=args.model, multiscale=args.multiscale, max_size=args.max_size,
                        shard_size=args.shard_size,
@@ -113,6 +127,11 @@ def run_job(args: argparse.Namespace, dataset_spec: str) -> Any:
                              restart=args.restart)
     except RuntimeError as exc:
         raise CommandError(str(exc).splitlines()[0]) from exc
+    except OSError as exc:  # the run directory: disk full, read-only, vanished, ...
+        if isinstance(exc, FileNotFoundError | PermissionError | NotADirectoryError):
+            raise
+        raise CommandError(str(exc).strip().splitlines()[0] if str(exc).strip()
+                           else type(exc).__name__) from exc
     finally:
         if started:
             import ray

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pipeline.datasets.folder import utf8_id
 from pipeline.datasets.manifest import ManifestEntry
 from pipeline.images import DEFAULT_MAX_PIXELS, DecodedImage, ImageReadError, decode_image
 from pipeline.rundir import write_shard
@@ -277,11 +278,14 @@ def _state_checksum(model: Any) -> str:
 
 
 def _tables(items: list[_Item]) -> tuple[pa.Table, pa.Table]:
-    """The shard's detections and images tables (explicit schemas, manifest order)."""
+    """The shard's detections and images tables (explicit schemas, manifest order).
+
+    Ids and paths are stored as UTF-8: a non-UTF-8 file name keeps ``\\xNN`` escapes.
+    """
     ok = [i for i in items if i.error is None]
     boxes = (np.concatenate([i.boxes for i in ok], axis=0) if ok
              else np.zeros((0, 5), np.float32)).astype(np.float32, copy=False)
-    det_ids = [i.entry.image_id for i in ok for _ in range(len(i.boxes))]
+    det_ids = [utf8_id(i.entry.image_id) for i in ok for _ in range(len(i.boxes))]
     detections = pa.table(
         {"image_id": pa.array(det_ids, pa.string()),
          **{name: pa.array(boxes[:, col], pa.float32())
@@ -290,11 +294,12 @@ def _tables(items: list[_Item]) -> tuple[pa.Table, pa.Table]:
     widths = [i.image.width if i.image is not None else i.entry.width for i in items]
     heights = [i.image.height if i.image is not None else i.entry.height for i in items]
     images = pa.table(
-        {"image_id": pa.array([i.entry.image_id for i in items], pa.string()),
-         "path": pa.array([i.entry.path for i in items], pa.string()),
+        {"image_id": pa.array([utf8_id(i.entry.image_id) for i in items], pa.string()),
+         "path": pa.array([utf8_id(i.entry.path) for i in items], pa.string()),
          "width": pa.array(widths, pa.int32()), "height": pa.array(heights, pa.int32()),
          "status": pa.array(["ok" if i.error is None else "error" for i in items], pa.string()),
-         "error": pa.array([i.error for i in items], pa.string()),
+         "error": pa.array([None if i.error is None else utf8_id(i.error) for i in items],
+                           pa.string()),
          "num_detections": pa.array([len(i.boxes) if i.error is None else 0 for i in items],
                                     pa.int32()),
          "seconds": pa.array([i.seconds for i in items], pa.float64())},

@@ -9,7 +9,11 @@ pipeline records in the ``error`` column; nothing here imports torch or Ray.
 from __future__ import annotations
 
 import os
+import stat
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +23,12 @@ DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default MAX_IMAGE_PIXELS, state
 _RGB_DIRECT = {"1", "L", "P", "RGB", "RGBA", "RGBX", "LA", "PA", "La", "RGBa", "CMYK", "YCbCr",
                "LAB", "HSV"}
 _HIGH_DEPTH = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+# Pillow refuses images over twice its global ``Image.MAX_IMAGE_PIXELS`` with its own message;
+# our header check replaces it, so Pillow's global is lifted (one call at a time) while a
+# header is parsed, and while an image is loaded when ``max_pixels`` is above Pillow's.
+_PILLOW_LIMIT_LOCK = threading.RLock()
 
 
 class ImageReadError(Exception):
@@ -64,24 +74,57 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     raise ImageReadError(f"unsupported image mode {mode!r}")
 
 
-def _open_checked(path: str, max_pixels: int) -> Image.Image:
-    """Open ``path`` lazily and refuse empty files and images over ``max_pixels``."""
+@contextmanager
+def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
+    """Let Pillow open (and load) images up to ``max_pixels`` pixels, None: any size.
+
+    Our own check, made from the header right after opening, is the one in force. Pillow's
+    global limit (it refuses more than twice ``Image.MAX_IMAGE_PIXELS``) is only changed,
+    under a lock and restored afterwards, when the wanted limit is above what it lets
+    through, so loading with the default limit runs in parallel.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or (max_pixels is not None and max_pixels <= 2 * limit):  # Pillow: > 2x
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_file(path: str) -> None:
+    """Refuse a missing path, a directory, a device or pipe, and an empty file."""
     try:
-        size = os.path.getsize(path)
+        info = os.stat(path)
     except FileNotFoundError as exc:
         raise ImageReadError(f"file not found: {path}") from exc
+    except PermissionError as exc:
+        raise ImageReadError(f"permission denied: {path}") from exc
     except OSError as exc:
         raise ImageReadError(f"cannot stat file: {exc}") from exc
-    if os.path.isdir(path):
+    if stat.S_ISDIR(info.st_mode):
         raise ImageReadError(f"is a directory: {path}")
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the reader forever
+        raise ImageReadError(f"not a regular file (a pipe, socket or device): {path}")
+    if info.st_size == 0:
         raise ImageReadError("empty file (0 bytes)")
+
+
+def _open_checked(path: str, max_pixels: int) -> Image.Image:
+    """Open ``path`` lazily and refuse empty files and images over ``max_pixels``."""
+    _check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            with _pillow_limit(None):  # header only; the size is checked below, in one way
+                image = Image.open(path)
     except FileNotFoundError as exc:
         raise ImageReadError(f"file not found: {path}") from exc
+    except PermissionError as exc:
+        raise ImageReadError(f"permission denied: {path}") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError("not an image (format not recognised)") from exc
     except Image.DecompressionBombError as exc:
@@ -107,25 +150,29 @@ def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedI
     Args:
         path: image file path.
         max_pixels: refuse images with more pixels than this (decompression-bomb guard),
-            checked from the header before any pixel is decoded.
+            checked from the header before any pixel is decoded. It replaces Pillow's own
+            limit in both directions: above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` Pillow's
+            global is lifted for the call (such calls then run one at a time).
 
     Returns:
         The decoded image; see :class:`DecodedImage`.
 
     Raises:
-        ImageReadError: vanished or empty file, not an image, truncated or corrupt data,
-            unsupported mode, or more than ``max_pixels`` pixels.
+        ImageReadError: vanished, unreadable or empty file, a directory or pipe, not an
+            image, truncated or corrupt data, unsupported mode, or more than ``max_pixels``
+            pixels.
     """
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be > 0, got {max_pixels}")
-    image = _open_checked(path, max_pixels)
     try:
-        with image:
-            image.load()
-            oriented = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(oriented)
-            width, height = rgb.size
-            pixels = np.array(rgb, dtype=np.uint8)  # copy: writable, C-contiguous (H, W, 3)
+        with _pillow_limit(max_pixels):
+            image = _open_checked(path, max_pixels)
+            with image:
+                image.load()
+                oriented = ImageOps.exif_transpose(image)
+                rgb = _to_rgb(oriented)
+                width, height = rgb.size
+                pixels = np.array(rgb, dtype=np.uint8)  # copy: writable, C-contiguous (H, W, 3)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:

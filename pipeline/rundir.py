@@ -39,6 +39,15 @@ class RunMismatchError(ValueError):
     """The run directory holds results of a different config, model or dataset."""
 
 
+class OutputWriteError(OSError):
+    """A shard's parts could not be written (disk full, file too large, read-only, no
+    permission); ``str(error)`` is one line naming the shard, the folder and the reason.
+
+    A run stops at the first one instead of retrying: rerunning the same command once the
+    cause is fixed resumes, since nothing but complete part pairs is ever kept.
+    """
+
+
 def config_digest(config: Mapping[str, Any]) -> str:
     """Hex digest (32 characters) of a JSON-able config, independent of key order."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
@@ -77,6 +86,10 @@ def write_shard(run_dir: Path, shard_index: int, detections: pa.Table, images: p
         images: table with :data:`IMAGES_SCHEMA` (one row per image of the shard).
         shard_digest: the shard's manifest digest (see ``pipeline.shards.shard_digest``).
         run_config_digest: :func:`config_digest` of the run's config.
+
+    Raises:
+        OutputWriteError: a part could not be written (its temporary file is removed; a
+            detections part without its images part is removed on the next start).
     """
     if not detections.schema.equals(DETECTIONS_SCHEMA):
         raise ValueError("detections table schema differs from DETECTIONS_SCHEMA: "
@@ -87,8 +100,14 @@ def write_shard(run_dir: Path, shard_index: int, detections: pa.Table, images: p
     meta = json.dumps({"index": shard_index, "digest": shard_digest,
                        "config_digest": run_config_digest, "num_images": images.num_rows})
     images = images.replace_schema_metadata({SHARD_METADATA_KEY: meta.encode("utf-8")})
-    write_table_atomic(detections, detections_part(run_dir, shard_index))
-    write_table_atomic(images, images_part(run_dir, shard_index))
+    try:
+        write_table_atomic(detections, detections_part(run_dir, shard_index))
+        write_table_atomic(images, images_part(run_dir, shard_index))
+    except OSError as exc:
+        reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OutputWriteError(f"cannot write shard {shard_index} to {run_dir}: {reason}; "
+                               "free space or fix the folder, then run the same command again "
+                               "to resume") from exc
 
 
 def read_shard_metadata(run_dir: Path, shard_index: int) -> dict[str, Any]:

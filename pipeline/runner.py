@@ -34,6 +34,7 @@ from pipeline.images import DEFAULT_MAX_PIXELS
 from pipeline.progress import Progress
 from pipeline.rundir import (
     RUN_FORMAT,
+    OutputWriteError,
     RunMismatchError,
     clean_incomplete,
     clear_run,
@@ -275,6 +276,9 @@ class _WorkerPool:
                 # replace the actor once, not once per shard that was queued on it
                 self._retry(shard, slot, tries, exc, replace=actor is self.actors[slot])
             except self._ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, OutputWriteError):  # a full disk does not heal by retrying
+                    raise OutputWriteError(str(cause)) from exc
                 self._retry(shard, slot, tries, exc, replace=False)
         return out
 
@@ -432,6 +436,8 @@ def run_inference(source: DatasetSource, run_dir: str | Path, config: RunConfig,
     Raises:
         RunMismatchError: ``run_dir`` holds a run of another config, model or dataset.
         RuntimeError: a shard failed ``max_shard_attempts`` times.
+        OutputWriteError: a worker could not write its shard (disk full, read-only, ...):
+            the run stops at once; the same call resumes once the cause is fixed.
     """
     started, start = _now(), time.perf_counter()
     run_dir = Path(run_dir).resolve()

@@ -7,7 +7,9 @@ start with ``.``) are skipped. Symbolic links to files and directories are follo
 link back to a directory already on the current path (a cycle).
 
 Image ids are paths relative to the root with ``/`` separators and with the extension, e.g.
-``party/img_001.jpg``.
+``party/img_001.jpg``. A file name that is not valid UTF-8 (possible on POSIX) keeps its raw
+``path`` (so it still opens) but gets an id with the offending bytes written as ``\\xNN``
+escapes (``caf\\xe9.jpg``), since ids are stored as UTF-8 text in Parquet and JSON.
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def iter_image_files(root: str | os.PathLike[str]) -> Iterator[str]:
             yield entry.path
 
 
+def utf8_id(text: str) -> str:
+    """``text`` as valid UTF-8: bytes undecodable by the file system (``surrogateescape``)
+    become ``\\xNN`` escapes; valid text is returned unchanged."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
+    return text
+
+
 def _identity(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_dev, st.st_ino
@@ -90,7 +103,7 @@ class FolderDataset:
         for path in iter_image_files(self.root):
             relative = path[prefix:]
             image_id = relative.replace(os.sep, "/") if os.sep != "/" else relative
-            yield ManifestEntry(image_id=image_id, path=path)
+            yield ManifestEntry(image_id=utf8_id(image_id), path=path)
 
     def describe(self) -> dict[str, Any]:
         """``{"kind": "folder", "root": ...}``; the image count is not included because it
