@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from dsfd.build import build_from_config
 from dsfd.config import MODEL_NAMES, ModelConfig
+from dsfd.shipped import SHIPPED_SPEC, shipped_model_path
 
 CHECKPOINT_FORMAT = "dsfd-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -203,8 +204,10 @@ def load_model(spec: str, map_location: Any = "cpu") -> tuple[nn.Module, ModelIn
     """Build or load a model from a spec; the model is returned in eval mode.
 
     Args:
-        spec: a model name (random init, e.g. ``"vgg16"``), a checkpoint of ours, a bare
-            official state_dict file (recognised by its keys), or ``"release-r152:PATH"``.
+        spec: a model name (random init, e.g. ``"vgg16"``), ``"shipped"`` (the small model
+            shipped in the package, trained on the synthetic benchmark only), a checkpoint of
+            ours, a bare official state_dict file (recognised by its keys), or
+            ``"release-r152:PATH"``.
         map_location: passed to ``torch.load``; the model is moved there too.
 
     Returns:
@@ -216,6 +219,8 @@ def load_model(spec: str, map_location: Any = "cpu") -> tuple[nn.Module, ModelIn
         config = ModelConfig(name=spec)
         model = _to(build_from_config(config), map_location).eval()
         return model, ModelInfo(spec, config, None, "random-init")
+    if spec == SHIPPED_SPEC:
+        spec = str(shipped_model_path())
     want_release = spec.startswith(RELEASE_PREFIX)
     path = Path(spec[len(RELEASE_PREFIX):] if want_release else spec)
     if not path.is_file():

@@ -10,7 +10,7 @@ from typing import Any
 
 from jobs.cli import CommandError
 
-DEFAULT_MODEL = "vgg16"
+DEFAULT_MODEL = "shipped"
 
 
 def _width(text: str) -> float:
@@ -28,9 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="model name (vgg16, resnet50, resnet101, resnet152, release-r152; "
-                             "random weights), a checkpoint of ours, the official state_dict "
-                             f"file, or release-r152:PATH. Default {DEFAULT_MODEL} with RANDOM "
-                             "weights until a trained model ships: its boxes are meaningless")
+                             "random weights), 'shipped', a checkpoint of ours, the official "
+                             "state_dict file, or release-r152:PATH. Default: the shipped small "
+                             "model, trained on the synthetic benchmark only (for real photos "
+                             "use release-r152:PATH)")
     parser.add_argument("--multiscale", action="store_true",
                         help="the official WIDER FACE multi-scale + flip test with box voting")
     parser.add_argument("--json", action="store_true",
