@@ -231,14 +231,38 @@ class _WorkerPool:
     def model_infos(self) -> list[dict[str, Any]]:
         """Each actor's model info (waits for every actor to load its model).
 
+        An actor that dies while starting (killed, node lost) is replaced once; one whose
+        own start-up raised (e.g. the model spec names no model) is not, as it would fail
+        again.
+
         Raises:
-            RuntimeError: an actor could not start (e.g. the model spec names no model),
-                with the root cause's last line.
+            RuntimeError: an actor could not start, with the root cause's last line.
         """
+        return [self._model_info_of(slot) for slot in range(len(self.actors))]
+
+    def _model_info_of(self, slot: int) -> dict[str, Any]:
+        errors = self._ray.exceptions
+        for attempt in range(2):
+            try:
+                return dict(self._ray.get(self.actors[slot].model_info.remote()))
+            except errors.RayActorError as exc:
+                if attempt == 1 or getattr(exc, "actor_init_failed", False):
+                    raise RuntimeError("detector workers could not start: "
+                                       f"{_root_cause(exc)}") from exc
+                self._replace(slot)
+            except errors.RayError as exc:
+                raise RuntimeError("detector workers could not start: "
+                                   f"{_root_cause(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    def _replace(self, slot: int) -> None:
+        """Kill the actor of ``slot`` for good and start a fresh one in its place."""
         try:
-            return list(self._ray.get([a.model_info.remote() for a in self.actors]))
-        except self._ray.exceptions.RayError as exc:
-            raise RuntimeError(f"detector workers could not start: {_root_cause(exc)}") from exc
+            self._ray.kill(self.actors[slot], no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self._generation += 1
+        self.actors[slot] = self._new_actor(slot)
 
     def postprocess_config(self) -> dict[str, Any]:
         """The first actor's post-processing config."""
@@ -289,9 +313,7 @@ class _WorkerPool:
                                f"{shard.entries[0].image_id!r}) failed {tries} times: "
                                f"{_root_cause(exc)}")
         if replace:  # the actor is dead for good (restarts used up): start a fresh one
-            self._ray.kill(self.actors[slot], no_restart=True)
-            self._generation += 1
-            self.actors[slot] = self._new_actor(slot)
+            self._replace(slot)
         self._send(shard, slot, tries + 1)
 
     def drain(self) -> list[ShardResult]:
@@ -468,6 +490,9 @@ def run_inference(source: DatasetSource, run_dir: str | Path, config: RunConfig,
                                 time.perf_counter() - start)
     finally:
         pool.shutdown()
+    # a worker killed mid-write (and restarted or replaced since) leaves its ``.tmp-*`` file;
+    # every shard is complete now, so only such orphans are removed
+    clean_incomplete(run_dir)
     _finish_record(run_dir, record, summary, plan, started)
     return summary
 
