@@ -17,6 +17,7 @@ from dsfd.checkpoint import (
     load_model,
     save_checkpoint,
 )
+from dsfd.config import ModelConfig
 
 
 def _one_line_error(spec: str) -> str:
@@ -32,7 +33,8 @@ def test_weights_of_another_architecture_list_the_key_diff(tmp_path: Path) -> No
     resnet = build_model("resnet50", width=0.125)
     path = tmp_path / "swapped.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                "model_config": vgg.config.to_dict(), "state_dict": resnet.state_dict(),
+                "model_config": ModelConfig(name="vgg16", width=0.125).to_dict(),
+                "state_dict": resnet.state_dict(),
                 "extra": {}}, path)
     text = _one_line_error(str(path))
     assert text.startswith(f"{path}: weights do not fit ")
@@ -48,7 +50,8 @@ def test_same_architecture_other_width_lists_mis_shaped_keys(tmp_path: Path) -> 
     wide = build_model("vgg16", width=0.25)
     path = tmp_path / "wide-weights.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                "model_config": narrow.config.to_dict(), "state_dict": wide.state_dict()},
+                "model_config": ModelConfig(name="vgg16", width=0.125).to_dict(),
+                "state_dict": wide.state_dict()},
                path)
     text = _one_line_error(str(path))
     first = next(k for k, v in narrow.state_dict().items() if v.ndim == 4)
