@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,10 +105,21 @@ def write_shard(run_dir: Path, shard_index: int, detections: pa.Table, images: p
         write_table_atomic(detections, detections_part(run_dir, shard_index))
         write_table_atomic(images, images_part(run_dir, shard_index))
     except OSError as exc:
-        reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = _os_reason(exc)
         raise OutputWriteError(f"cannot write shard {shard_index} to {run_dir}: {reason}; "
                                "free space or fix the folder, then run the same command again "
                                "to resume") from exc
+
+
+def _os_reason(exc: OSError) -> str:
+    """``exc``'s reason in the system's words (``No space left on device``); Arrow's errors
+    carry the errno only in their text (``... Detail: [errno 28] ...``)."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    found = re.search(r"\[errno (\d+)\]", str(exc), flags=re.IGNORECASE)
+    if found:
+        return os.strerror(int(found[1]))
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def read_shard_metadata(run_dir: Path, shard_index: int) -> dict[str, Any]:
