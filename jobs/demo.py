@@ -35,8 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-images", type=int, default=40,
                         help="WIDER train images, for the anchor statistics (40)")
     parser.add_argument("--fddb-images", type=int, default=40, help="FDDB images (40)")
-    parser.add_argument("--multiscale-images", type=int, default=6,
-                        help="val images also run with the 11-pass multi-scale test (6)")
+    parser.add_argument("--multiscale-images", type=int, default=3,
+                        help="val images also run with the 11-pass multi-scale test (3)")
     parser.add_argument("--workers", type=int, default=2, help="detector actors (2)")
     parser.add_argument("--seed", type=int, default=0)
 

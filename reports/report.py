@@ -183,15 +183,18 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def ap_rows(reports: list[RunReport]) -> list[list[str]]:
-    """Rows ``[run, flavour, easy, medium, hard]`` of the AP table (errors spelled out)."""
+    """Rows ``[run, images, flavour, easy, medium, hard]`` of the AP table (errors spelled
+    out). Each run is scored on the images it covered, so runs over different subsets are not
+    comparable; the image count says so."""
     rows = []
     for r in reports:
         for flavour in FLAVOURS:
             if flavour in r.wider:
                 ap = r.wider[flavour].ap
-                rows.append([r.name, flavour, *(_fmt(ap[s]) for s in SETTINGS)])
+                rows.append([r.name, str(r.wider[flavour].num_images), flavour,
+                             *(_fmt(ap[s]) for s in SETTINGS)])
             elif flavour in r.wider_errors:
-                rows.append([r.name, flavour, "port crashes", "", ""])
+                rows.append([r.name, str(r.num_images), flavour, "port crashes", "", ""])
     return rows
 
 
@@ -206,8 +209,8 @@ def render_markdown(reports: list[RunReport]) -> str:
     lines = ["# DSFD report", ""]
     rows = ap_rows(reports)
     if rows:
-        lines += ["## WIDER FACE AP", "", "| run | flavour | easy | medium | hard |",
-                  "|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), ""]
+        lines += ["## WIDER FACE AP", "", "| run | images | flavour | easy | medium | hard |",
+                  "|---|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), ""]
     rows = fddb_rows(reports)
     if rows:
         lines += ["## FDDB (TPR at 1000 false positives)", "",
@@ -291,7 +294,7 @@ def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
     rows = ap_rows(reports)
     if rows:
         parts += ["<h2>WIDER FACE AP</h2>",
-                  _table(["run", "flavour", "easy", "medium", "hard"], rows)]
+                  _table(["run", "images", "flavour", "easy", "medium", "hard"], rows)]
         for r in reports:
             for flavour, msg in r.wider_errors.items():
                 parts.append(f"<p><b>{html.escape(r.name)}, {flavour}</b>: "

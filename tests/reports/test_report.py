@@ -101,15 +101,15 @@ def test_report_numbers_match_the_evaluators(runs: dict[str, Path], bench: Path,
     assert wider.wider["matlab"].ap == direct.ap
     assert 0.2 < direct.ap["easy"] <= 1.0
     rows = ap_rows(reports)
-    assert [r[:2] for r in rows] == [["wider", "matlab"], ["wider", "pyport"]]
-    assert rows[0][2] == f"{direct.ap['easy']:.4f}"
+    assert [r[:3] for r in rows] == [["wider", "8", "matlab"], ["wider", "8", "pyport"]]
+    assert rows[0][3] == f"{direct.ap['easy']:.4f}"
     fddb = fddb_rows(reports)
     assert [r[1] for r in fddb] == ["rectangles", "S3FD ellipses"]
     assert all(0.0 < float(r[2]) <= 1.0 for r in fddb)
     assert wider.attributes is not None and "scale" in wider.attributes["groups"]
     md = md_path.read_text()
     assert md == render_markdown(reports)
-    assert "| wider | matlab |" in md and "FDDB" in md
+    assert "| wider | 8 | matlab |" in md and "FDDB" in md
     figures = sorted(p.name for p in (tmp_path / "r" / "figures").iterdir())
     for name in ("wider_pr_matlab.png", "wider_pr_matlab.pdf", "fddb_disc_roc.png",
                  "fddb_cont_roc.png", "gallery_0_false_positives.png"):

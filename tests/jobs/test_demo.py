@@ -1,0 +1,31 @@
+"""`dsfd demo` end to end on a tiny benchmark with the shipped model (real Ray, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_and_resumes(ray_ctx, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--images", "4", "--train-images", "2",
+            "--fddb-images", "3", "--multiscale-images", "1", "--workers", "1"]
+    assert main(argv) == 0
+    out = tmp_path / "demo"
+    for path in ("report/index.html", "report/report.md", "eval/wider_matlab.json",
+                 "eval/wider_pyport.json", "eval/fddb_DiscROC.txt", "eval/fddb_ContROC.txt",
+                 "anchors/anchor_stats.parquet", "runs/wider-multi/run.json"):
+        assert (out / path).is_file(), path
+    matlab = json.loads((out / "eval" / "wider_matlab.json").read_text())
+    assert matlab["flavour"] == "matlab" and matlab["num_images"] == 4
+    assert matlab["ap"]["hard"] > 0.1  # the shipped model finds synthetic faces
+    report = (out / "report" / "report.md").read_text()
+    assert "| single-scale | 4 | matlab |" in report and "| multi-scale | 1 | matlab |" in report
+    capsys.readouterr()
+    assert main(argv) == 0  # a rerun resumes: benchmark kept, every shard skipped
+    assert "4 images in 1 shards (0 run, 1 already done)" in capsys.readouterr().out
