@@ -14,7 +14,7 @@ from typing import Any
 
 from jobs.cli import CommandError
 
-DEFAULT_MODEL = "vgg16"
+DEFAULT_MODEL = "shipped"
 DEFAULT_SHARD_SIZE = 64
 
 
@@ -43,9 +43,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="run directory (resumed when it holds a run of the same config)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="model name, checkpoint of ours, or release-r152:PATH; a path "
-                             f"must exist on every node (default {DEFAULT_MODEL} with RANDOM "
-                             "weights, for smoke tests only)")
+                        help="model name (random weights), 'shipped', a checkpoint of ours, or "
+                             "release-r152:PATH; a path must exist on every node (default: the "
+                             "shipped small model, trained on the synthetic benchmark only)")
     parser.add_argument("--multiscale", action="store_true",
                         help="the official multi-scale test (11 passes per image)")
     parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
