@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -184,9 +185,35 @@ def _latest_checkpoint(out: Path, distributed: bool = True) -> dict[str, Any] | 
         if ray_ckpt is not None:
             with ray_ckpt.as_directory() as d:
                 found.append(_read(Path(d) / LAST))
-    if (out / LAST).is_file():
-        found.append(_read(out / LAST))
+    local = _newest_readable(out)
+    if local is not None:
+        found.append(local)
     return max(found, key=lambda o: o["extra"]["step"]) if found else None
+
+
+def _newest_readable(out: Path) -> dict[str, Any] | None:
+    """The newest checkpoint of ``out`` that reads: ``last.pt``, else the numbered files from
+    the newest down. A torn or unreadable file (a crash during a copy, a full disk) is skipped
+    with a warning naming it; leftover temporaries of interrupted writes are removed.
+
+    Raises:
+        ValueError: checkpoints exist but none reads (rather than silently starting over).
+    """
+    for tmp in out.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    candidates = [out / LAST, *sorted(out.glob("checkpoint-*.pt"), reverse=True)]
+    errors: list[Exception] = []
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            return _read(path)
+        except (ValueError, OSError, RuntimeError) as exc:
+            errors.append(exc)
+            warnings.warn(f"skipping unreadable checkpoint {path}: {exc}", stacklevel=2)
+    if errors:
+        raise ValueError(str(errors[0])) from errors[0]
+    return None
 
 
 def _restore(state: dict[str, Any], model: Any, optimizer: Any, config: TrainConfig) -> int:
