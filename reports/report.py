@@ -276,6 +276,20 @@ text-align:left}th{background:#f3f4f6}figure{margin:1em 0}img{max-width:100%}
 figcaption{color:#555;font-size:.9em}pre{font-size:.8em;background:#f9fafb;padding:.5em}"""
 
 
+def _anchor_summary_html(summary: dict[str, Any]) -> str:
+    """Per augmentation policy: faces, mean/median matched anchors, median face scale."""
+    rows = []
+    for policy, p in summary.get("policies", {}).items():
+        rows.append([policy, str(p.get("num_faces", "")), _fmt(p.get("mean_matched"), 3),
+                     _fmt(p.get("median_matched"), 1), _fmt(p.get("median_face_scale"), 1),
+                     _fmt(p.get("share_anchor_sampled_faces"), 3)])
+    note = summary.get("image_size_assumption")
+    text = (f"<p>Dataset {html.escape(str(summary.get('dataset', '')))}"
+            + (f"; {html.escape(str(note))}" if note else "") + ".</p>")
+    return text + _table(["policy", "faces", "mean matched anchors", "median matched",
+                          "median face scale (px)", "share from anchor sampling"], rows)
+
+
 # Records on <body> how many figures the browser decoded (data-figures) and how many failed
 # (data-broken), so a headless browser test can check that every figure shows.
 LOAD_CHECK = """<script>window.addEventListener("load", function () {
@@ -313,7 +327,7 @@ def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
     if anchor_pngs:
         parts.append("<h2>Matched anchors</h2>")
         if anchor_summary is not None:
-            parts.append(f"<pre>{html.escape(json.dumps(anchor_summary, indent=1))}</pre>")
+            parts.append(_anchor_summary_html(anchor_summary))
         parts += [_img(p, p.stem.replace("_", " ")) for p in anchor_pngs]
     if figures["gallery"]:
         parts.append("<h2>Worst false positives and misses</h2><p>Red: the false positive or "
