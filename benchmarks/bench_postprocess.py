@@ -26,6 +26,7 @@ import torch
 
 from dsfd.multiscale import multiscale_passes, size_filter, unflip
 from dsfd.nms import box_vote, nms
+from dsfd.nms_reference import reference_bbox_vote, reference_nms
 
 
 def clustered(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,50 +92,6 @@ def loop_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> list[i
     return keep
 
 
-def per_box_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
-    """One IoU at a time in Python (the oracle of tests/dsfd/test_nms.py)."""
-    order = list(np.argsort(-scores, kind="stable"))
-    keep: list[int] = []
-    while order:
-        i = order.pop(0)
-        keep.append(i)
-        rest = []
-        for j in order:
-            xx1, yy1 = max(boxes[i, 0], boxes[j, 0]), max(boxes[i, 1], boxes[j, 1])
-            xx2, yy2 = min(boxes[i, 2], boxes[j, 2]), min(boxes[i, 3], boxes[j, 3])
-            inter = max(0.0, xx2 - xx1) * max(0.0, yy2 - yy1)
-            a = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
-            b = (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
-            if inter / (a + b - inter) <= thresh:
-                rest.append(j)
-        order = rest
-    return keep
-
-
-def official_bbox_vote(det: np.ndarray) -> np.ndarray:
-    """``bbox_vote`` of the official widerface_val.py (stable sort)."""
-    det = det[np.argsort(-det[:, 4], kind="stable")]
-    dets = np.zeros((0, 5))
-    while det.shape[0] > 0:
-        area = (det[:, 2] - det[:, 0] + 1) * (det[:, 3] - det[:, 1] + 1)
-        w = np.maximum(0.0, np.minimum(det[0, 2], det[:, 2]) - np.maximum(det[0, 0], det[:, 0])
-                       + 1)
-        h = np.maximum(0.0, np.minimum(det[0, 3], det[:, 3]) - np.maximum(det[0, 1], det[:, 1])
-                       + 1)
-        o = w * h / (area[0] + area - w * h)
-        merge = np.where(o >= 0.3)[0]
-        acc = det[merge]
-        det = np.delete(det, merge, 0)
-        if merge.shape[0] <= 1:
-            continue
-        acc[:, :4] *= acc[:, 4:5]
-        row = np.zeros((1, 5))
-        row[:, :4] = acc[:, :4].sum(0) / acc[:, 4].sum()
-        row[:, 4] = acc[:, 4].max()
-        dets = np.vstack((dets, row))
-    return dets[:750]
-
-
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     out = fn()
@@ -150,7 +107,7 @@ def nms_rows(ref_boxes: int) -> list[dict[str, Any]]:
         loop_s, loop = timed(lambda b=b, s=s: loop_nms(b, s, 0.3))
         sb, ss = b[:ref_boxes], s[:ref_boxes]
         sub_s, _ = timed(lambda sb=sb, ss=ss: nms(sb, ss, 0.3))
-        ref_s, ref = timed(lambda sb=sb, ss=ss: per_box_nms(sb.double().numpy(),
+        ref_s, ref = timed(lambda sb=sb, ss=ss: reference_nms(sb.double().numpy(),
                                                             ss.double().numpy(), 0.3))
         same = ours == dense and nms(sb, ss, 0.3).tolist() == ref
         rows.append({"input": label, "kept": len(ours), "ours_s": ours_s, "dense_s": dense_s,
@@ -168,7 +125,7 @@ def vote_row() -> dict[str, Any]:
     d = untrained_multiscale()
     ours_s, ours = timed(lambda: box_vote(d))
     dense_s, dense = timed(lambda: box_vote(d, method="dense"))
-    ref_s, ref = timed(lambda: official_bbox_vote(d.double().numpy()))
+    ref_s, ref = timed(lambda: reference_bbox_vote(d.double().numpy()))
     same = torch.equal(ours, dense) and bool(np.allclose(ours.numpy(), ref, rtol=1e-6,
                                                          atol=1e-4))
     print(f"| box voting, {len(d)} multi-scale boxes | {len(ours)} | {ours_s * 1e3:.1f} | "
