@@ -7,12 +7,22 @@ one fault and checks the run directory against an uninterrupted run made first:
 - ``actor``: ``ray.kill(actor, no_restart=True)`` of a detector actor (the runner replaces it);
 - ``worker``: SIGKILL of a detector actor's worker process (Ray restarts the actor);
 - ``driver``: SIGKILL of a ``dsfd run --address ...`` driver process, then the same command
-  again (it resumes).
+  again (it resumes);
+- ``concurrent``: two ``dsfd run`` drivers of different configs started at once into the same
+  folder: one must run, the other be refused (the lock, or the config check once the first
+  has finished), and the folder must hold one run only;
+- ``truncate``: a complete part is cut to a drawn length (or emptied) while the run goes on;
+  the same command run again must find it, redo its shard and reach the uninterrupted result.
+
+Every trial's folder also holds a user's file beside the run (``notes.txt``), which must
+come out untouched.
 
 The fault kind, the number of finished shards to wait for and an extra delay are drawn from
 the seed. After each trial: every image exactly once, the detections and image rows equal to
 the uninterrupted run's (``seconds`` aside), every part readable and paired, no ``.tmp-*``
-file anywhere in the run directory, ``run.json`` complete. Prints one line per trial and a
+file anywhere in the run directory, ``run.json`` complete, every part carrying the config
+digest ``run.json`` records (read through ``RunDir``, which refuses a mixed folder), and
+the user's file unchanged. Prints one line per trial and a
 summary with PASS or FAIL (exit status 1 on FAIL)::
 
     .venv/bin/python benchmarks/soak_faults.py [--trials 20] [--seed 0] [--json FILE]
@@ -41,7 +51,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = ("actor", "worker", "driver")
+KINDS = ("actor", "worker", "driver", "concurrent", "truncate")
+USER_FILE = "notes.txt"
+USER_TEXT = "a user's notes, kept beside the run\n"
 MAX_SIZE = 128  # small inputs: random weights give hundreds of boxes to post-process
 
 
@@ -73,6 +85,8 @@ class TrialResult:
     orphaned_tmp: int = 0
     equal_to_uninterrupted: bool = False
     complete: bool = False
+    mixed: bool = False
+    user_files_lost: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -104,14 +118,20 @@ def _configs(checkpoint: Path, shard_size: int, prefix: str | None = None) -> tu
 
 
 def read_tables(run_dir: Path) -> dict[str, Any]:
-    """The run's rows in a canonical order: detections sorted, images by id, no timings."""
-    from pipeline.schema import read_run_table
+    """The run's rows in a canonical order: detections sorted, images by id, no timings.
 
-    dets = read_run_table(run_dir, "detections").to_pandas()
+    Read through :class:`RunDir`, as every reader does: it refuses damaged parts and parts of
+    another config.
+    """
+    from pipeline.rundir import RunDir
+
+    run = RunDir.open(run_dir)
+    dets = run.detections().to_pandas()
     dets = dets.sort_values(["image_id", "score", "x1", "y1", "x2", "y2"]).reset_index(drop=True)
-    images = read_run_table(run_dir, "images").to_pandas().drop(columns=["seconds"])
+    table = run.images()
+    images = table.to_pandas().drop(columns=["seconds"])
     return {"detections": dets, "images": images.sort_values("image_id").reset_index(drop=True),
-            "ids": list(read_run_table(run_dir, "images")["image_id"].to_pylist())}
+            "ids": list(table["image_id"].to_pylist())}
 
 
 def check_run(run_dir: Path, setup: SoakSetup, result: TrialResult) -> None:
@@ -129,7 +149,14 @@ def check_run(run_dir: Path, setup: SoakSetup, result: TrialResult) -> None:
                 continue
             if not (run_dir / other / path.name).is_file():
                 result.partial_files += 1
-    tables = read_tables(run_dir)
+    user_file = run_dir / USER_FILE
+    result.user_files_lost = int(not user_file.is_file() or user_file.read_text() != USER_TEXT)
+    try:
+        tables = read_tables(run_dir)
+    except ValueError as exc:  # RunDir refuses a mixed or damaged folder
+        result.mixed = True
+        result.problems.append(f"unreadable run: {exc}"[:300])
+        return
     ids = tables["ids"]
     result.images_found = len(set(ids))
     result.duplicates = len(ids) - len(set(ids))
@@ -142,7 +169,8 @@ def check_run(run_dir: Path, setup: SoakSetup, result: TrialResult) -> None:
               "duplicate rows": result.duplicates > 0, "partial files": result.partial_files > 0,
               "orphaned .tmp files": result.orphaned_tmp > 0,
               "tables differ from the uninterrupted run": not result.equal_to_uninterrupted,
-              "run.json not complete": not result.complete}
+              "run.json not complete": not result.complete,
+              "user file lost or changed": result.user_files_lost > 0}
     result.problems.extend(name for name, bad in checks.items() if bad)
 
 
@@ -217,11 +245,63 @@ def _inject_in_process(kind: str, prefix: str, rng: random.Random, ray: Any) -> 
     return True
 
 
-def _driver_argv(setup: SoakSetup, run_dir: Path) -> list[str]:
+def _driver_argv(setup: SoakSetup, run_dir: Path, max_size: int = MAX_SIZE) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", "run", "--dataset", f"synthetic:{setup.root}",
             "--out", str(run_dir), "--model", str(setup.checkpoint), "--workers", "2",
             "--cpus-per-worker", "1", "--shard-size", str(setup.shard_size), "--max-size",
-            str(MAX_SIZE), "--address", setup.address]
+            str(max_size), "--address", setup.address]
+
+
+def _concurrent_trial(setup: SoakSetup, result: TrialResult, run_dir: Path,
+                      rng: random.Random) -> None:
+    """Two drivers of different configs at once: exactly one may write the folder."""
+    first = _driver_argv(setup, run_dir)
+    second = _driver_argv(setup, run_dir, max_size=MAX_SIZE // 2)
+    order = [first, second] if rng.random() < 0.5 else [second, first]
+    jobs = [subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True) for argv in order]
+    outcomes = [(job.wait(timeout=600), job.communicate()[1]) for job in jobs]
+    result.injected = True
+    ok = [rc == 0 for rc, _ in outcomes]
+    refused = [rc != 0 and ("in use by" in err or "another config" in err)
+               for rc, err in outcomes]
+    if sum(ok) != 1 or sum(refused) != 1:
+        result.problems.append("two drivers at once: want one run and one refusal, got "
+                               + "; ".join(f"rc={rc} {err.strip()[-160:]!r}"
+                                           for rc, err in outcomes))
+        return
+    if order[ok.index(True)] is second:  # the other config won the race: rerun as the reference
+        done = subprocess.run(first, cwd=REPO, capture_output=True,
+                              text=True, timeout=600)
+        if done.returncode == 0 or "another config" not in done.stderr:
+            result.problems.append("a changed config was not refused")
+        subprocess.run([*first, "--restart"], cwd=REPO, capture_output=True, timeout=600,
+                       check=True)
+
+
+def _truncate_trial(setup: SoakSetup, result: TrialResult, run_dir: Path,
+                    rng: random.Random) -> None:
+    """Cut a complete part while the run goes on, then resume with the same command."""
+    argv = _driver_argv(setup, run_dir)
+    job = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if _wait_parts(run_dir, max(1, result.wait_parts), lambda: job.poll() is None) or \
+                _parts(run_dir):
+            time.sleep(result.delay_s)
+            table = rng.choice(("detections", "images"))
+            parts = sorted((run_dir / table).glob("part-*.parquet"))
+            if parts:
+                victim = rng.choice(parts)
+                data = victim.read_bytes()
+                victim.write_bytes(data[:rng.randrange(0, max(1, len(data) - 8))])
+                result.injected = True
+        job.wait(timeout=600)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        result.problems.append(f"resume failed: {done.stderr.strip()[-300:]}")
 
 
 def _driver_trial(setup: SoakSetup, result: TrialResult, run_dir: Path) -> None:
@@ -255,9 +335,15 @@ def run_trial(setup: SoakSetup, trial: int, seed: int) -> TrialResult:
                          wait_parts=rng.randrange(0, num_shards // 2 + 1),
                          delay_s=round(rng.uniform(0.0, 0.3), 3))
     run_dir = setup.work / f"trial-{trial:03d}"
+    run_dir.mkdir()
+    (run_dir / USER_FILE).write_text(USER_TEXT)
     start = time.perf_counter()
     if kind == "driver":
         _driver_trial(setup, result, run_dir)
+    elif kind == "concurrent":
+        _concurrent_trial(setup, result, run_dir, rng)
+    elif kind == "truncate":
+        _truncate_trial(setup, result, run_dir, rng)
     else:
         _in_process_trial(setup, result, run_dir, rng)
     if not result.problems:
@@ -289,6 +375,8 @@ def summarise(results: list[TrialResult], num_images: int) -> dict[str, Any]:
         "partial_files": sum(r.partial_files for r in results),
         "orphaned_tmp_files": sum(r.orphaned_tmp for r in results),
         "unequal_to_uninterrupted": sum(not r.equal_to_uninterrupted for r in results),
+        "mixed_directories": sum(r.mixed for r in results),
+        "user_files_lost": sum(r.user_files_lost for r in results),
         "failed_trials": [r.trial for r in results if not r.ok],
         "verdict": "PASS" if results and all(r.ok for r in results) else "FAIL",
     }
@@ -296,10 +384,11 @@ def summarise(results: list[TrialResult], num_images: int) -> dict[str, Any]:
 
 def _print_trial(r: TrialResult) -> None:
     state = "ok" if r.ok else "FAIL: " + "; ".join(r.problems)
-    print(f"trial {r.trial:3d} {r.kind:6s} after {r.wait_parts} parts +{r.delay_s:.2f}s "
+    print(f"trial {r.trial:3d} {r.kind:10s} after {r.wait_parts} parts +{r.delay_s:.2f}s "
           f"injected={'yes' if r.injected else 'no '} images={r.images_found} "
           f"dup={r.duplicates} partial={r.partial_files} tmp={r.orphaned_tmp} "
-          f"equal={'yes' if r.equal_to_uninterrupted else 'no'} {r.seconds:6.1f}s  {state}",
+          f"equal={'yes' if r.equal_to_uninterrupted else 'no'} "
+          f"mixed={'yes' if r.mixed else 'no'} lost={r.user_files_lost} {r.seconds:6.1f}s  {state}",
           flush=True)
 
 
@@ -337,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                    trials=[{**asdict(r), "ok": r.ok} for r in results])
     for key in ("trials_run", "faults_injected", "faults_by_kind", "images_expected",
                 "images_found", "duplicates", "partial_files", "orphaned_tmp_files",
-                "unequal_to_uninterrupted", "seconds", "verdict"):
+                "unequal_to_uninterrupted", "mixed_directories", "user_files_lost", "seconds",
+                "verdict"):
         print(f"{key}: {summary[key]}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")

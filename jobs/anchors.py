@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from jobs.common import CommandError
 
 # subcommand -> (module, one-line help); "eval" and "export" have their own sub-subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -38,8 +42,7 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
 }
 
 
-class CommandError(Exception):
-    """A failure a subcommand reports as one line (exit status 1), without a traceback."""
+__all__ = ["CommandError", "build_parser", "main"]
 
 
 def _add(sub: argparse._SubParsersAction, name: str, module: str, help_: str, chosen: bool):
@@ -66,10 +69,20 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends a command as Ctrl-C does: its clean-up runs (lock released, the local Ray
+    it started shut down) instead of the process vanishing mid-way."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args._module)
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return int(module.run(args) or 0)
     except CommandError as exc:
@@ -79,9 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             PermissionError) as exc:
         print(f"dsfd {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"dsfd {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        hint = f"; {exc}" if str(exc) else ""
+        print(f"dsfd {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 
 DEFAULT_OUT = "demo-out"
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from jobs.cli import main
-    from jobs.run import init_ray
+    from jobs.common import init_ray
 
     out = Path(args.out).resolve()
     if out.exists() and not out.is_dir():

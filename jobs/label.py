@@ -13,7 +13,7 @@ import math
 import os
 import sys
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 from jobs.run import add_run_arguments, describe_summary, run_job
 
 DEFAULT_MIN_SCORE = 0.5
@@ -77,7 +77,7 @@ def export_labels(run_dir: str, kind: str, min_score: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = run_job(args, images_spec(args.images))
+    summary = run_job(args, images_spec(args.images), "label")
     print(f"dsfd label: {describe_summary(summary)}", file=sys.stdout)
     print(f"dsfd label: wrote {export_labels(args.out, args.export, args.min_score)}",
           file=sys.stdout)

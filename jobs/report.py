@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

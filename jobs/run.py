@@ -2,40 +2,28 @@
 
 With no ``--address`` (and no ``RAY_ADDRESS``) a local Ray is started for the job and shut
 down after it; with one, the job joins that cluster. Nothing else differs between the two.
-Running the same command again resumes: complete shards are skipped.
+Running the same command again resumes: complete shards are skipped. Everything that can be
+refused is refused before Ray starts: the dataset, the weights (loaded once here), and the
+output folder (foreign files, another job's lock, an overlap with the input folder).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from jobs.cli import CommandError
+from jobs.common import (
+    CommandError,
+    init_ray,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 
 DEFAULT_MODEL = "shipped"
 DEFAULT_SHARD_SIZE = 64
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from exc
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,26 +36,29 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "shipped small model, trained on the synthetic benchmark only)")
     parser.add_argument("--multiscale", action="store_true",
                         help="the official multi-scale test (11 passes per image)")
-    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                        help="detector actors (default: one per GPU, else one per 4 CPUs)")
-    parser.add_argument("--gpus-per-worker", type=_non_negative_float, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="detector actors (default: one per GPU, else one per 4 CPUs; "
+                             "clamped to what fits on the cluster, with a note)")
+    parser.add_argument("--gpus-per-worker", type=non_negative_float, default=None,
                         metavar="G", help="GPUs per actor (default 1 if the cluster has GPUs)")
-    parser.add_argument("--cpus-per-worker", type=_non_negative_float, default=None,
-                        metavar="C", help="CPUs (torch threads) per actor (default: a share)")
+    parser.add_argument("--cpus-per-worker", type=positive_float, default=None,
+                        metavar="C", help="CPUs (torch threads) per actor, > 0 and at most one "
+                                          "node's CPUs (default: a share)")
     parser.add_argument("--address", default=None, metavar="RAY_ADDRESS",
                         help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
-    parser.add_argument("--shard-size", type=_positive_int, default=DEFAULT_SHARD_SIZE,
+    parser.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
                         metavar="K", help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
-    parser.add_argument("--max-size", type=_positive_int, default=None, metavar="PX",
+    parser.add_argument("--max-size", type=positive_int, default=None, metavar="PX",
                         help="downscale images whose longer side exceeds PX pixels")
-    parser.add_argument("--max-pixels", type=_positive_int, default=None, metavar="P",
+    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="P",
                         help="refuse images with more pixels (default: Pillow's 178956970)")
-    parser.add_argument("--batch-size", type=_positive_int, default=1, metavar="B",
+    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                         help="images per forward pass, single-scale (default 1)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="only the first N images of the dataset (in manifest order)")
     parser.add_argument("--restart", action="store_true",
-                        help="clear an existing run in RUN_DIR instead of resuming it")
+                        help="remove what an earlier run wrote in RUN_DIR (its parts and "
+                             "run.json, nothing else) instead of resuming it")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -77,54 +68,70 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
 
 
-def init_ray(address: str | None) -> bool:
-    """Start a local Ray, or join ``address`` / ``$RAY_ADDRESS``; True when started here."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
-    return True
+def input_folders(description: dict[str, Any]) -> list[Path]:
+    """The folders a dataset reads whole (a folder dataset's root), which --out must avoid."""
+    if description.get("kind") == "folder" and description.get("root"):
+        return [Path(str(description["root"]))]
+    return []
 
 
-def check_out_dir(out: str) -> None:
-    """Refuse, before Ray starts, an ``--out`` that is a file or lies under one."""
-    from pathlib import Path
+def load_model_description(spec: str) -> dict[str, Any]:
+    """The model the run will use, loaded once in this process before Ray starts."""
+    from pipeline.actors import describe_model
 
-    path = Path(out).expanduser()
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                what = "is a file" if part == path else f"lies under a file ({part})"
-                raise CommandError(f"--out {out} {what}, not a directory")
-            return
+    try:
+        return describe_model(spec)
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the user's input
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise CommandError(f"--model {spec}: {lines[0] if lines else type(exc).__name__}") \
+            from exc
 
 
-def run_job(args: argparse.Namespace, dataset_spec: str) -> Any:
-    """Open the dataset, bring up Ray and run the pipeline; returns the RunSummary."""
+def run_job(args: argparse.Namespace, dataset_spec: str, command: str) -> Any:
+    """Open the dataset and the run directory, load the model, bring up Ray, run.
+
+    Returns:
+        The :class:`~pipeline.runner.RunSummary`.
+    """
     from pipeline.datasets.spec import limit_dataset, open_dataset
     from pipeline.images import DEFAULT_MAX_PIXELS
-    from pipeline.runner import ClusterConfig, RunConfig, run_inference
+    from pipeline.rundir import RunDir
+    from pipeline.runner import ClusterConfig, RunConfig
 
-    check_out_dir(args.out)
     source = limit_dataset(open_dataset(dataset_spec), getattr(args, "limit", None))
     config = RunConfig(model=args.model, multiscale=args.multiscale, max_size=args.max_size,
                        shard_size=args.shard_size,
                        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     cluster = ClusterConfig(num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
-                            num_cpus_per_worker=args.cpus_per_worker or None,
+                            num_cpus_per_worker=args.cpus_per_worker,
                             batch_size=args.batch_size)
+    description = source.describe()
+    model = load_model_description(args.model)
+    run = RunDir.open_for_writing(args.out, inputs=input_folders(description))
+    try:
+        if args.model == "shipped" and description.get("kind") not in (
+                "synthetic", "synthetic-fddb"):
+            print(f"dsfd {command}: note: the shipped model was trained on synthetic faces "
+                  "only; for real photographs use the official checkpoint "
+                  "(--model release-r152:PATH)", file=sys.stderr)
+        if args.restart:
+            run.restart()
+        return _run_on_ray(args, source, run, config, cluster, dataset_spec, model)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"complete shards are kept in {run.root}: run the same command "
+                                "again to resume") from None
+    finally:
+        run.release()
+
+
+def _run_on_ray(args: argparse.Namespace, source: Any, run: Any, config: Any, cluster: Any,
+                dataset_spec: str, model: dict[str, Any]) -> Any:
+    from pipeline.runner import run_inference
+
     started = init_ray(args.address)
     try:
-        return run_inference(source, args.out, config, cluster, dataset_spec=dataset_spec,
-                             restart=args.restart)
+        return run_inference(source, run, config, cluster, dataset_spec=dataset_spec,
+                             model=model)
     except RuntimeError as exc:
         raise CommandError(str(exc).splitlines()[0]) from exc
     except OSError as exc:  # the run directory: disk full, read-only, vanished, ...
@@ -140,16 +147,16 @@ def run_job(args: argparse.Namespace, dataset_spec: str) -> Any:
 
 
 def describe_summary(summary: Any) -> str:
-    """One line: images, shards run/skipped, errors, detections, time, throughput."""
+    """One line about the whole run (earlier invocations included), then this invocation."""
     rate = summary.images_run / summary.seconds if summary.seconds else 0.0
-    return (f"{summary.num_images} images in {summary.num_shards} shards "
-            f"({summary.shards_run} run, {summary.shards_skipped} already done): "
-            f"{summary.errors_run} errors, {summary.detections_run} detections, "
+    return (f"{summary.num_images} images in {summary.num_shards} shards: "
+            f"{summary.num_errors} errors, {summary.num_detections} detections; this call ran "
+            f"{summary.shards_run} shards ({summary.shards_skipped} already done) in "
             f"{summary.seconds:.1f} s ({rate:.1f} images/s, {summary.num_workers} workers) "
             f"-> {summary.run_dir}")
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = run_job(args, args.dataset)
+    summary = run_job(args, args.dataset, "run")
     print(f"dsfd run: {describe_summary(summary)}", file=sys.stdout)
     return 0

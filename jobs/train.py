@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

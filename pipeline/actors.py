@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ import pyarrow as pa
 from pipeline.datasets.folder import utf8_id
 from pipeline.datasets.manifest import ManifestEntry
 from pipeline.images import DEFAULT_MAX_PIXELS, DecodedImage, ImageReadError, decode_image
-from pipeline.rundir import write_shard
+from pipeline.rundir import ShardWriter
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from pipeline.shards import Shard
 
@@ -94,27 +93,22 @@ class ShardWorker:
 
     Args:
         settings: model and image settings (see :class:`WorkerSettings`).
-        run_dir: the run directory the parts are written to (visible on every node).
+        writer: writes the shard part pairs into the run directory (seen by every node).
     """
 
-    def __init__(self, settings: WorkerSettings, run_dir: str) -> None:
+    def __init__(self, settings: WorkerSettings, writer: ShardWriter) -> None:
         import torch
 
-        import dsfd
-
         self.settings = settings
-        self.run_dir = Path(run_dir)
+        self.writer = writer
         torch.set_num_threads(max(1, int(settings.num_threads)))
         device = "cpu"
         if settings.use_gpu:
             if not torch.cuda.is_available():
                 raise RuntimeError("a GPU was assigned to this worker but CUDA is unavailable")
             device = "cuda"
-        torch.manual_seed(0)  # a random-init model (a bare name) is then the same everywhere
-        model, info = dsfd.load_model(settings.model, map_location=device)
-        self.detector = dsfd.Detector(model, device=device, batch_size=settings.batch_size)
-        self.info = info
-        self.checksum = info.checksum or f"{info.source}:{_state_checksum(model)}"
+        self.detector, self.info, self.checksum = _load_detector(
+            settings.model, device, settings.batch_size)
         self.device = device
         self._pool = ThreadPoolExecutor(max(1, settings.decode_threads),
                                         thread_name_prefix="decode")
@@ -226,12 +220,11 @@ class ShardWorker:
             self._detect_batch(batch)
         return done
 
-    def process(self, shard: Shard, run_config_digest: str) -> ShardResult:
+    def process(self, shard: Shard) -> ShardResult:
         """Detect faces in every image of ``shard`` and write its part pair.
 
         Args:
             shard: the shard to run (entries in manifest order).
-            run_config_digest: digest of the run's config, stored in the images part.
 
         Returns:
             Counts and timings of the shard (the rows are in the files, not here).
@@ -240,8 +233,7 @@ class ShardWorker:
         items = self._run_images(shard.entries)
         detections, images = _tables(items)
         write_start = time.perf_counter()
-        write_shard(self.run_dir, shard.index, detections, images, shard_digest=shard.digest,
-                    run_config_digest=run_config_digest)
+        self.writer.write(shard.index, shard.digest, detections, images)
         end = time.perf_counter()
         return ShardResult(index=shard.index, num_images=len(items),
                            num_errors=sum(i.error is not None for i in items),
@@ -252,6 +244,36 @@ class ShardWorker:
     def close(self) -> None:
         """Stop the decode threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _load_detector(spec: str, device: str, batch_size: int) -> tuple[Any, Any, str]:
+    """``(Detector, ModelInfo, checksum)`` of a model spec; a bare model name gets the same
+    seeded random weights everywhere, and its checksum is that of its state."""
+    import torch
+
+    import dsfd
+
+    torch.manual_seed(0)
+    model, info = dsfd.load_model(spec, map_location=device)
+    detector = dsfd.Detector(model, device=device, batch_size=batch_size)
+    return detector, info, info.checksum or f"{info.source}:{_state_checksum(model)}"
+
+
+def describe_model(spec: str) -> dict[str, Any]:
+    """Load ``spec`` on the CPU in this process and describe it, as a run records it.
+
+    The driver calls this before any actor starts, so bad weights (missing, truncated, another
+    architecture, a pickle that would run code) fail once, in one line, without Ray.
+
+    Returns:
+        ``{"name", "checksum", "source", "config", "postprocess"}`` (JSON-able).
+
+    Raises:
+        ValueError, FileNotFoundError: the spec names no loadable model (one line).
+    """
+    detector, info, checksum = _load_detector(spec, "cpu", 1)
+    return {"name": info.name, "checksum": checksum, "source": info.source,
+            "config": info.config.to_dict(), "postprocess": asdict(detector.config)}
 
 
 def _downscale(pixels: np.ndarray, scale: float) -> np.ndarray:

@@ -10,44 +10,28 @@ Ray restarts a dead actor (on another node when its node died) and reruns its sh
 that cannot be restarted is replaced here and its shard resubmitted. A shard's files are
 replaced atomically, so a rerun shard never leaves duplicates.
 
-Resume: the same run directory and config skip complete shards; a run whose config, model or
-dataset differs raises :class:`~pipeline.rundir.RunMismatchError` before anything is written,
-unless ``restart`` clears the old parts first. This module expects Ray to be initialised by
-the caller (``jobs/``) and never calls ``ray.init``.
+Resume, verification and every rule of what may be written or removed belong to the run
+directory (:class:`~pipeline.rundir.RunDir`); this module only schedules. It expects Ray to be
+initialised by the caller (``jobs/``) and never calls ``ray.init``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.actors import ShardResult, ShardWorker, WorkerSettings
+from pipeline.actors import ShardResult, ShardWorker, WorkerSettings, describe_model
 from pipeline.datasets.manifest import ManifestEntry
 from pipeline.images import DEFAULT_MAX_PIXELS
 from pipeline.progress import Progress
-from pipeline.rundir import (
-    RUN_FORMAT,
-    OutputWriteError,
-    RunMismatchError,
-    clean_incomplete,
-    clear_run,
-    config_differences,
-    config_digest,
-    has_parts,
-    images_part,
-    is_shard_complete,
-    read_run_json,
-    read_shard_metadata,
-    write_run_json,
-)
-from pipeline.schema import IMAGES_DIR
+from pipeline.rundir import OutputWriteError, RunDir, ShardWriter
 from pipeline.shards import ManifestDigest, Shard, iter_shards
 
 
@@ -119,7 +103,8 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run did (``*_run`` count this invocation; ``num_*`` the whole run).
+    """What a run did: ``num_*`` count the whole run (shards done earlier included),
+    ``*_run`` this invocation.
 
     ``seconds`` is the invocation's wall time, ``startup_seconds`` the part of it spent before
     the first shard could start (actors up, models loaded, resume checks); ``shard_seconds``
@@ -129,6 +114,8 @@ class RunSummary:
     run_dir: str
     num_images: int
     num_shards: int
+    num_errors: int
+    num_detections: int
     shards_run: int
     shards_skipped: int
     images_run: int
@@ -149,18 +136,30 @@ class _Resources:
     num_gpus: float
 
 
-def resolve_resources(cluster: ClusterConfig, cluster_resources: dict[str, float]) -> _Resources:
-    """Actors and per-actor CPUs/GPUs from the settings and the cluster's totals."""
-    total_cpus = float(cluster_resources.get("CPU", 0.0))
-    total_gpus = float(cluster_resources.get("GPU", 0.0))
+def resolve_resources(cluster: ClusterConfig, nodes: list[dict[str, float]],
+                      note: Any = None) -> _Resources:
+    """Actors and per-actor CPUs/GPUs from the settings and each alive node's resources.
+
+    Args:
+        cluster: the requested sizes (None: choose).
+        nodes: one resource dict (``{"CPU": 2.0, "GPU": 1.0, ...}``) per alive node.
+        note: called with a one-line message when the request is clamped to what fits.
+
+    Raises:
+        ValueError: no node can host one actor of the requested size (one line).
+    """
+    cpus_by_node = [float(n.get("CPU", 0.0)) for n in nodes] or [0.0]
+    gpus_by_node = [float(n.get("GPU", 0.0)) for n in nodes] or [0.0]
+    total_cpus, total_gpus = sum(cpus_by_node), sum(gpus_by_node)
     gpus = cluster.num_gpus_per_worker
     if gpus is None:
-        gpus = 1.0 if total_gpus >= 1 else 0.0
+        gpus = 1.0 if max(gpus_by_node) >= 1 else 0.0
     if gpus < 0:
         raise ValueError(f"gpus per worker must be >= 0, got {gpus}")
-    if gpus > 0 and total_gpus < gpus:
-        raise ValueError(f"{gpus:g} GPUs per worker requested but the cluster has "
-                         f"{total_gpus:g} GPUs")
+    if gpus > 0 and max(gpus_by_node) < gpus:
+        raise ValueError(f"{gpus:g} GPUs per worker requested but no node has that many "
+                         f"(the cluster has {total_gpus:g} GPUs, at most "
+                         f"{max(gpus_by_node):g} on one node)")
     workers = cluster.num_workers
     if workers is None:
         workers = int(total_gpus // gpus) if gpus > 0 else int(total_cpus // 4)
@@ -171,8 +170,21 @@ def resolve_resources(cluster: ClusterConfig, cluster_resources: dict[str, float
     if cpus is None:
         share = int(total_cpus // workers) if total_cpus else 1
         cpus = float(max(1, min(share, 4) if gpus > 0 else share))
+        cpus = min(cpus, max(1.0, max(cpus_by_node)))  # an actor must fit on one node
     if cpus <= 0:
         raise ValueError(f"cpus per worker must be > 0, got {cpus}")
+    if cpus > max(cpus_by_node):
+        raise ValueError(f"{cpus:g} CPUs per worker requested but no node has that many "
+                         f"(at most {max(cpus_by_node):g} CPUs on one node, "
+                         f"{total_cpus:g} in the cluster)")
+    fits = sum(min(int(c // cpus), int(g // gpus) if gpus > 0 else 1 << 30)
+               for c, g in zip(cpus_by_node, gpus_by_node, strict=True))
+    if workers > fits:
+        if note is not None and cluster.num_workers is not None:
+            note(f"--workers {workers}: only {fits} actors of {cpus:g} CPUs"
+                 + (f" and {gpus:g} GPUs" if gpus > 0 else "")
+                 + f" fit on this cluster ({total_cpus:g} CPUs); running {fits}")
+        workers = fits
     return _Resources(num_workers=workers, num_cpus=float(cpus), num_gpus=float(gpus))
 
 
@@ -198,13 +210,13 @@ class _WorkerPool:
     waits for the rest. A shard whose actor is gone for good is resubmitted to a fresh actor.
     """
 
-    def __init__(self, settings: WorkerSettings, run_dir: Path, resources: _Resources,
+    def __init__(self, settings: WorkerSettings, writer: ShardWriter, resources: _Resources,
                  cluster: ClusterConfig) -> None:
         import ray
 
         self._ray = ray
         self._settings = settings
-        self._run_dir = str(run_dir)
+        self._writer = writer
         self._cluster = cluster
         self._actor_class = ray.remote(ShardWorker)
         # the one call site of the actors' resources and fault tolerance
@@ -214,10 +226,10 @@ class _WorkerPool:
             "scheduling_strategy": "SPREAD"}
         self._generation = 0
         self.actors: list[Any] = [self._new_actor(i) for i in range(resources.num_workers)]
+        self.actors_started = list(self.actors)
         self._load: dict[int, int] = {i: 0 for i in range(len(self.actors))}
         # ref -> (shard, slot, actor it went to, submissions so far)
         self._in_flight: dict[Any, tuple[Shard, int, Any, int]] = {}
-        self._config_digest = ""
 
     def _new_actor(self, slot: int) -> Any:
         options = dict(self._options)
@@ -226,7 +238,7 @@ class _WorkerPool:
             # a replacement gets a new name: the dead actor's name may not be released yet
             options["name"] = f"{prefix}-{slot}" + (f"-r{self._generation}"
                                                     if self._generation else "")
-        return self._actor_class.options(**options).remote(self._settings, self._run_dir)
+        return self._actor_class.options(**options).remote(self._settings, self._writer)
 
     def model_infos(self) -> list[dict[str, Any]]:
         """Each actor's model info (waits for every actor to load its model).
@@ -264,13 +276,6 @@ class _WorkerPool:
         self._generation += 1
         self.actors[slot] = self._new_actor(slot)
 
-    def postprocess_config(self) -> dict[str, Any]:
-        """The first actor's post-processing config."""
-        return dict(self._ray.get(self.actors[0].postprocess_config.remote()))
-
-    def start(self, run_config_digest: str) -> None:
-        self._config_digest = run_config_digest
-
     def submit(self, shard: Shard, tries: int = 0) -> list[ShardResult]:
         """Queue ``shard`` on the least loaded actor; return shards finished meanwhile."""
         finished: list[ShardResult] = []
@@ -283,7 +288,7 @@ class _WorkerPool:
 
     def _send(self, shard: Shard, slot: int, tries: int) -> None:
         actor = self.actors[slot]
-        ref = actor.process.remote(shard, self._config_digest)
+        ref = actor.process.remote(shard)
         self._in_flight[ref] = (shard, slot, actor, tries)
         self._load[slot] += 1
 
@@ -343,203 +348,144 @@ def _root_cause(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _verify_done_shards(source: DatasetSource, run_dir: Path, shard_size: int,
-                        run_config_digest: str) -> tuple[int, int, int]:
-    """Check every complete shard against the manifest (streamed, before any writing).
-
-    Returns:
-        ``(num_shards, num_images, num_complete)`` of the current manifest.
-
-    Raises:
-        RunMismatchError: a complete shard holds other images or another config, or a part
-            exists beyond the manifest's last shard (the dataset shrank).
-    """
-    num_shards = num_images = complete = 0
-    for shard in iter_shards(source.iter_manifest(), shard_size):
-        num_shards += 1
-        num_images += len(shard.entries)
-        if not is_shard_complete(run_dir, shard.index):
-            continue
-        complete += 1
-        meta = read_shard_metadata(run_dir, shard.index)
-        if meta.get("digest") != shard.digest:
-            raise RunMismatchError(
-                f"{images_part(run_dir, shard.index)}: the dataset changed: shard "
-                f"{shard.index} (first image {shard.entries[0].image_id!r}) holds other images "
-                "than the manifest now lists; use --restart to start over")
-        if meta.get("config_digest") != run_config_digest:
-            raise RunMismatchError(f"{images_part(run_dir, shard.index)}: written with another "
-                                   "config than run.json records; use --restart")
-    folder = run_dir / IMAGES_DIR
-    if folder.is_dir():
-        for path in folder.glob("part-*.parquet"):
-            if int(path.stem.split("-")[1]) >= num_shards:
-                raise RunMismatchError(f"{path}: the dataset shrank to {num_images} images "
-                                       f"({num_shards} shards); use --restart to start over")
-    return num_shards, num_images, complete
+def _run_config(config: RunConfig, model: dict[str, Any],
+                dataset: dict[str, Any]) -> dict[str, Any]:
+    """The result-deciding config recorded in run.json and compared on resume."""
+    return {"multiscale": config.multiscale, "max_size": config.max_size,
+            "max_pixels": config.max_pixels, "shard_size": config.shard_size, "dataset": dataset,
+            "model": {"name": model["name"], "checksum": model["checksum"]},
+            "postprocess": model["postprocess"]}
 
 
-def _check_resume(old: dict[str, Any] | None, config: dict[str, Any], run_dir: Path) -> None:
-    if old is None:
-        if has_parts(run_dir):
-            raise RunMismatchError(f"{run_dir} holds part files but no run.json; use --restart "
-                                   "to start over")
-        return
-    if old.get("format") != RUN_FORMAT:
-        raise RunMismatchError(f"{run_dir / 'run.json'}: format {old.get('format')!r}, this "
-                               f"version writes {RUN_FORMAT}; use --restart")
-    diffs = config_differences(old.get("config", {}), config)
-    if diffs:
-        raise RunMismatchError(f"{run_dir} holds a run with another config ({'; '.join(diffs)});"
-                               " use --restart to replace it, or another --out")
-
-
-def _run_config(config: RunConfig, model: dict[str, Any] | None,
-                postprocess: dict[str, Any] | None, dataset: dict[str, Any]) -> dict[str, Any]:
-    """The result-deciding config recorded in run.json and compared on resume.
-
-    Without ``model`` and ``postprocess`` (known only once an actor has loaded the model),
-    the part that can be compared before any actor starts.
-    """
-    out: dict[str, Any] = {
-        "multiscale": config.multiscale, "max_size": config.max_size,
-        "max_pixels": config.max_pixels, "shard_size": config.shard_size, "dataset": dataset}
-    if model is not None:
-        out["model"] = {"name": model["name"], "checksum": model["checksum"]}
-    if postprocess is not None:
-        out["postprocess"] = postprocess
-    return out
-
-
-def _start_pool(config: RunConfig, cluster: ClusterConfig, run_dir: Path,
-                shards_to_run: int | None) -> _WorkerPool:
-    """Start the actors: no more than there are shards left, but at least one (it also
-    proves which model the config names)."""
+def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
+                shards_to_run: int) -> _WorkerPool:
+    """Start the actors: no more than there are shards left, but at least one."""
     import ray
 
-    resources = resolve_resources(cluster, dict(ray.cluster_resources()))
-    if shards_to_run is not None:
-        workers = max(1, min(resources.num_workers, shards_to_run))
-        resources = _Resources(workers, resources.num_cpus, resources.num_gpus)
+    nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    resources = resolve_resources(cluster, nodes, note=_warn)
+    workers = max(1, min(resources.num_workers, shards_to_run))
+    resources = _Resources(workers, resources.num_cpus, resources.num_gpus)
     settings = WorkerSettings(
         model=config.model, multiscale=config.multiscale, max_size=config.max_size,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
         decode_threads=cluster.decode_threads, batch_size=cluster.batch_size,
         use_gpu=resources.num_gpus > 0)
-    return _WorkerPool(settings, run_dir, resources, cluster)
+    return _WorkerPool(settings, writer, resources, cluster)
 
 
-def _model_info(pool: _WorkerPool) -> dict[str, Any]:
-    infos = pool.model_infos()
-    checksums = {i["checksum"] for i in infos}
-    if len(checksums) != 1:
-        raise RuntimeError(f"workers loaded different weights (checksums {sorted(checksums)}); "
-                           "a checkpoint path must name the same file on every node")
-    return infos[0]
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"dsfd: note: {message}", file=sys.stderr)
 
 
-def run_inference(source: DatasetSource, run_dir: str | Path, config: RunConfig,
-                  cluster: ClusterConfig = ClusterConfig(), *, dataset_spec: str = "",
+def _check_workers_model(pool: _WorkerPool, model: dict[str, Any]) -> None:
+    """Every actor loaded the weights the driver checked (same checksum)."""
+    checksums = {i["checksum"] for i in pool.model_infos()}
+    if checksums != {model["checksum"]}:
+        raise RuntimeError(f"workers loaded other weights (checksums {sorted(checksums)}) than "
+                           f"the driver ({model['checksum']}); a checkpoint path must name the "
+                           "same file on every node")
+
+
+def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
+                  config: RunConfig, cluster: ClusterConfig = ClusterConfig(), *,
+                  dataset_spec: str = "", model: dict[str, Any] | None = None,
                   restart: bool = False, progress: bool | None = None) -> RunSummary:
-    """Run the detector over ``source`` on the initialised Ray, writing ``run_dir``.
+    """Run the detector over ``source`` on the initialised Ray, writing into ``run``.
 
     Args:
-        source: the dataset (its manifest is streamed once, twice when resuming).
-        run_dir: the run directory (created; resumed when it holds a run of this config).
+        source: the dataset (its manifest is streamed twice: resume check, then the run).
+        run: the run directory, opened for writing (lock held; see
+            :meth:`RunDir.open_for_writing`), or a path, opened (and released) here.
         config: result-deciding settings (see :class:`RunConfig`).
         cluster: actor count and resources (see :class:`ClusterConfig`).
         dataset_spec: the dataset spec as the user wrote it (recorded in run.json only).
-        restart: clear an existing run in ``run_dir`` instead of resuming it.
+        model: :func:`pipeline.actors.describe_model` of ``config.model`` when the caller
+            already loaded it (it is loaded here otherwise).
+        restart: with a path, remove what an earlier run wrote there first.
         progress: show a progress bar (None: only when stderr is a terminal).
 
     Returns:
         A :class:`RunSummary`.
 
     Raises:
-        RunMismatchError: ``run_dir`` holds a run of another config, model or dataset.
+        RunMismatchError: ``run`` holds a run of another config, model or dataset.
         RuntimeError: a shard failed ``max_shard_attempts`` times.
         OutputWriteError: a worker could not write its shard (disk full, read-only, ...):
             the run stops at once; the same call resumes once the cause is fixed.
     """
+    if not isinstance(run, RunDir):
+        with RunDir.open_for_writing(run, restart=restart) as opened:
+            return run_inference(source, opened, config, cluster, dataset_spec=dataset_spec,
+                                 model=model, progress=progress)
     started, start = _now(), time.perf_counter()
-    run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if restart:
-        clear_run(run_dir)
-    clean_incomplete(run_dir)
-    old = read_run_json(run_dir)
     dataset = source.describe()
-    known_total, shards_to_run = _precheck(old, config, dataset, source, run_dir)
-    pool = _start_pool(config, cluster, run_dir, shards_to_run)
+    model = model or describe_model(config.model)
+    run_config = _run_config(config, model, dataset)
+    state = run.prepare(run_config, iter_shards(source.iter_manifest(), config.shard_size))
+    old = run.record or {}
+    record: dict[str, Any] = {
+        "config": run_config, "dataset_spec": dataset_spec, "dataset_name": source.name,
+        "model": {k: v for k, v in model.items() if k != "postprocess"} | {"spec": config.model},
+        "versions": package_versions(), "plan": {"shard_size": config.shard_size,
+                                                 "complete": False},
+        "timing": old.get("timing", {}), "history": list(old.get("history", []))}
+    writer = run.begin(record)
+    left = state.num_shards - state.done.num_shards
+    pool = _start_pool(config, cluster, writer, left) if left else None
     try:
-        model = _model_info(pool)  # waits until every actor has loaded the model
-        run_config = _run_config(config, model, pool.postprocess_config(), dataset)
-        _check_resume(old, run_config, run_dir)  # now the model and thresholds too
-        digest = config_digest(run_config)
-        record: dict[str, Any] = {
-            "format": RUN_FORMAT, "config": run_config, "config_digest": digest,
-            "dataset_spec": dataset_spec, "dataset_name": source.name,
-            "model": {**model, "spec": config.model}, "versions": package_versions(),
-            "cluster": {**asdict(cluster), "num_workers": len(pool.actors)},
-            "plan": {"shard_size": config.shard_size, "complete": False},
-            "timing": {"started": started},
-            "history": list(old.get("history", [])) if old else []}
-        write_run_json(run_dir, record)
-        pool.start(digest)
-        summary, plan = _stream(source, run_dir, config, pool, known_total, progress, start,
+        if pool is not None:
+            _check_workers_model(pool, model)  # waits until every actor has loaded the model
+        summary, plan = _stream(source, run, config, pool, state, progress, start,
                                 time.perf_counter() - start)
     finally:
-        pool.shutdown()
-    # a worker killed mid-write (and restarted or replaced since) leaves its ``.tmp-*`` file;
-    # every shard is complete now, so only such orphans are removed
-    clean_incomplete(run_dir)
-    _finish_record(run_dir, record, summary, plan, started)
+        if pool is not None:
+            pool.shutdown()
+    cluster_info = {**asdict(cluster), "num_workers": summary.num_workers}
+    run.finish(lambda rec: _finish_record(rec, summary, plan, started, cluster_info))
     return summary
 
 
-def _precheck(old: dict[str, Any] | None, config: RunConfig, dataset: dict[str, Any],
-              source: DatasetSource, run_dir: Path) -> tuple[int | None, int | None]:
-    """What can be checked before any actor starts, and how much work is left.
-
-    Refuses a changed config (all but the model, which needs an actor to load it) or dataset.
-
-    Returns:
-        ``(total images if known, shards left to run if known)``.
-    """
-    described = dataset.get("num_images")
-    known_total = described if isinstance(described, int) else None
-    if old is None:
-        _check_resume(None, {}, run_dir)  # parts without run.json: refuse before any work
-        return known_total, None
-    partial = _run_config(config, None, None, dataset)
-    old_config = old.get("config", {})
-    _check_resume({**old, "config": {k: old_config.get(k) for k in partial}}, partial, run_dir)
-    num_shards, num_images, complete = _verify_done_shards(
-        source, run_dir, config.shard_size, str(old.get("config_digest")))
-    return num_images, num_shards - complete
-
-
-def _finish_record(run_dir: Path, record: dict[str, Any], summary: RunSummary,
-                   plan: dict[str, Any], started: str) -> None:
-    """Write the final run.json: the complete plan and this invocation's timing."""
-    timing = {"started": started, "finished": _now(), "seconds": summary.seconds,
-              "shards_run": summary.shards_run, "shards_skipped": summary.shards_skipped,
-              "images_run": summary.images_run, "startup_seconds": summary.startup_seconds,
-              "images_per_second": summary.images_run / summary.seconds if summary.seconds
-              else 0.0, "shard_seconds": summary.shard_seconds,
-              "write_seconds": summary.write_seconds,
-              "shards_per_node": summary.shards_per_node}
+def _finish_record(record: dict[str, Any], summary: RunSummary, plan: dict[str, Any],
+                   started: str, cluster: dict[str, Any]) -> None:
+    """The final run.json: the complete plan, this invocation in ``history``, and ``timing``
+    summed over the invocations that ran shards (a resume with nothing left keeps it)."""
+    now = _now()
+    entry = {"started": started, "finished": now, "seconds": summary.seconds,
+             "shards_run": summary.shards_run, "shards_skipped": summary.shards_skipped,
+             "images_run": summary.images_run, "startup_seconds": summary.startup_seconds,
+             "shard_seconds": summary.shard_seconds, "write_seconds": summary.write_seconds,
+             "shards_per_node": summary.shards_per_node}
     record["plan"] = plan
-    record["timing"] = timing
-    record["history"].append(timing)
-    write_run_json(run_dir, record)
+    record["history"] = [*record.get("history", []), entry]
+    record["totals"] = {"num_images": summary.num_images, "num_errors": summary.num_errors,
+                        "num_detections": summary.num_detections}
+    if summary.shards_run == 0 and record.get("timing"):
+        return
+    record["cluster"] = cluster
+    working = [h for h in record["history"] if h.get("shards_run")] or [entry]
+    seconds = sum(float(h["seconds"]) for h in working)
+    images = sum(int(h["images_run"]) for h in working)
+    per_node: Counter[str] = Counter()
+    for h in working:
+        per_node.update(h.get("shards_per_node", {}))
+    record["timing"] = {
+        "started": working[0]["started"], "finished": working[-1]["finished"],
+        "seconds": seconds, "images_run": images,
+        "images_per_second": images / seconds if seconds else 0.0,
+        "startup_seconds": sum(float(h["startup_seconds"]) for h in working),
+        "shard_seconds": sum(float(h["shard_seconds"]) for h in working),
+        "write_seconds": sum(float(h["write_seconds"]) for h in working),
+        "invocations": len(working), "shards_per_node": dict(per_node)}
 
 
-def _stream(source: DatasetSource, run_dir: Path, config: RunConfig, pool: _WorkerPool,
-            known_total: int | None, progress: bool | None, start: float,
+def _stream(source: DatasetSource, run: RunDir, config: RunConfig, pool: _WorkerPool | None,
+            state: Any, progress: bool | None, start: float,
             startup_seconds: float) -> tuple[RunSummary, dict[str, Any]]:
     """Submit incomplete shards as the manifest is read; collect only counts."""
-    bar = Progress(known_total, enabled=progress)
+    bar = Progress(state.num_images, enabled=progress)
     digest = ManifestDigest()
     skipped = 0
     done: list[ShardResult] = []
@@ -552,23 +498,30 @@ def _stream(source: DatasetSource, run_dir: Path, config: RunConfig, pool: _Work
     try:
         for shard in iter_shards(source.iter_manifest(), config.shard_size):
             digest.update(shard)
-            if is_shard_complete(run_dir, shard.index):
+            if run.is_done(shard.index):
                 skipped += 1
                 bar.update(len(shard.entries))
                 continue
+            if pool is None:  # prepare() found every shard done; the manifest says otherwise
+                raise RuntimeError(f"shard {shard.index} is missing although the resume check "
+                                   "found the run complete; was the folder changed meanwhile?")
             tally(pool.submit(shard))
         bar.set_total(digest.num_images)
-        tally(pool.drain())
+        if pool is not None:
+            tally(pool.drain())
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
+    before = state.done
     summary = RunSummary(
-        run_dir=str(run_dir), num_images=digest.num_images, num_shards=digest.num_shards,
+        run_dir=str(run.root), num_images=digest.num_images, num_shards=digest.num_shards,
+        num_errors=before.num_errors + sum(r.num_errors for r in done),
+        num_detections=before.num_detections + sum(r.num_detections for r in done),
         shards_run=len(done), shards_skipped=skipped, startup_seconds=startup_seconds,
         images_run=sum(r.num_images for r in done), errors_run=sum(r.num_errors for r in done),
-        detections_run=sum(r.num_detections for r in done), seconds=seconds,
-        shard_seconds=sum(r.seconds for r in done),
-        write_seconds=sum(r.write_seconds for r in done), num_workers=len(pool.actors),
+        detections_run=sum(r.num_detections for r in done),
+        seconds=time.perf_counter() - start, shard_seconds=sum(r.seconds for r in done),
+        write_seconds=sum(r.write_seconds for r in done),
+        num_workers=len(pool.actors_started) if pool is not None else 0,
         shards_per_node=dict(Counter(r.node for r in done)))
     plan = {"shard_size": config.shard_size, "num_shards": digest.num_shards,
             "num_images": digest.num_images, "manifest_digest": digest.hexdigest(),

@@ -11,20 +11,10 @@ import pytest
 
 from pipeline.coco import export_coco
 from pipeline.datasets.manifest import ManifestEntry
-from pipeline.rundir import (
-    RunMismatchError,
-    clean_incomplete,
-    config_differences,
-    detections_part,
-    images_part,
-    is_shard_complete,
-    read_run_json,
-    read_shard_metadata,
-    write_run_json,
-    write_shard,
-)
-from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA, read_run_table
+from pipeline.rundir import config_differences
+from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from pipeline.shards import ManifestDigest, iter_shards, shard_digest
+from tests.rundir_support import write_run_dir
 
 
 def _manifest(n: int) -> Iterator[ManifestEntry]:
@@ -94,43 +84,18 @@ def _tables(ids: list[str], boxes_per_image: int) -> tuple[pa.Table, pa.Table]:
     return dets, imgs
 
 
-def test_shard_pair_write_metadata_and_cleanup(tmp_path: Path) -> None:
-    dets, imgs = _tables(["a", "b"], 2)
-    write_shard(tmp_path, 0, dets, imgs, shard_digest="d0", run_config_digest="c0")
-    assert is_shard_complete(tmp_path, 0)
-    assert read_shard_metadata(tmp_path, 0) == {"index": 0, "digest": "d0",
-                                                "config_digest": "c0", "num_images": 2}
-    # a half-written shard (detections only) and temporaries are removed on start
-    write_shard(tmp_path, 1, dets, imgs, shard_digest="d1", run_config_digest="c0")
-    images_part(tmp_path, 1).unlink()
-    (tmp_path / "images" / ".tmp-abc-part-00002.parquet").write_bytes(b"partial")
-    assert clean_incomplete(tmp_path) == 2
-    assert not detections_part(tmp_path, 1).exists()
-    assert is_shard_complete(tmp_path, 0)
-    assert read_run_table(tmp_path, "images").num_rows == 2
-    with pytest.raises(ValueError, match="schema differs"):
-        write_shard(tmp_path, 3, imgs, imgs, shard_digest="x", run_config_digest="y")
-
-
-def test_run_json_round_trip_and_differences(tmp_path: Path) -> None:
-    assert read_run_json(tmp_path) is None
-    write_run_json(tmp_path, {"config": {"multiscale": False, "model": {"checksum": "ab"}}})
-    old = read_run_json(tmp_path)
-    assert old is not None
+def test_config_differences_name_every_changed_leaf() -> None:
+    old = {"config": {"multiscale": False, "model": {"checksum": "ab"}}}
     new = {"config": {"multiscale": True, "model": {"checksum": "cd"}}}
     assert config_differences(old, new) == ["config.model.checksum: 'ab' -> 'cd'",
                                             "config.multiscale: False -> True"]
-    (tmp_path / "run.json").write_text("{\n  broken")
-    with pytest.raises(RunMismatchError, match="run.json: line 2: invalid JSON"):
-        read_run_json(tmp_path)
 
 
 def test_coco_export_streams_parts_and_applies_min_score(tmp_path: Path) -> None:
     dets, imgs = _tables(["a.jpg", "b.jpg"], 2)
-    write_shard(tmp_path, 0, dets, imgs, shard_digest="d0", run_config_digest="c")
     dets2, imgs2 = _tables(["c.jpg"], 2)
     imgs2 = imgs2.set_column(4, IMAGES_SCHEMA.field("status"), pa.array(["error"]))
-    write_shard(tmp_path, 1, dets2.slice(0, 0), imgs2, shard_digest="d1", run_config_digest="c")
+    write_run_dir(tmp_path, [(dets, imgs), (dets2.slice(0, 0), imgs2)])
     out = tmp_path / "coco.json"
     summary = export_coco(tmp_path, out, min_score=0.5)
     data = json.loads(out.read_text())

@@ -1,0 +1,87 @@
+"""What every command shares: the one-line error, validated argument types, the argument
+groups of ``run``/``label``, and the one way to start or join Ray.
+
+Nothing heavy is imported here (no torch, no Ray at import time), so ``dsfd eval`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+
+class CommandError(Exception):
+    """A failure a subcommand reports as one line (exit status 1), without a traceback."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from exc
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def score(text: str) -> float:
+    """argparse type: a score in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a score in [0, 1], got {text!r}") from exc
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"expected a score in [0, 1], got {text!r}")
+    return value
+
+
+def note(command: str, message: str) -> None:
+    """One line on stderr (``dsfd COMMAND: note: ...``); stdout carries results only."""
+    print(f"dsfd {command}: note: {message}", file=sys.stderr)
+
+
+def init_ray(address: str | None) -> bool:
+    """Start a local Ray, or join ``address`` / ``$RAY_ADDRESS``; True when started here.
+
+    Ray's own messages stay off stdout (and its workers' logs off the console).
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    stdout = sys.stdout
+    sys.stdout = sys.stderr  # ray.init prints its banner on stdout
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    finally:
+        sys.stdout = stdout
+    return True
