@@ -6,17 +6,24 @@
                    [--fit-ellipse OUT.json] [--image-ext .jpg]
 
 Writes ``PREFIXDiscROC.txt`` and ``PREFIXContROC.txt`` (byte-identical to the official
-``evaluate -r PREFIX``) and ``PREFIXfddb.json`` (the resolved settings and the TPR at the
-budget), and prints the TPR at the false-positive budget for both curves. Loads neither torch
-nor Ray.
+``evaluate -r PREFIX``) and ``PREFIXfddb.json`` (the resolved settings, the TPR at the
+budget and the annotated images without a prediction), and prints the TPR at the
+false-positive budget for both curves. Annotated images a run directory never covered count as
+missed faces; their number is printed on stderr. Loads neither torch nor Ray.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.cli import CommandError
+
+if TYPE_CHECKING:
+    from reports.fddb_eval import FddbRoc
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -87,11 +94,61 @@ def _load_sizes(spec: Path, image_ids: list[str], ext: str) -> dict[str, tuple[i
     return sizes
 
 
+def _note_unknown_images(detections: object, image_ids: list[str]) -> None:
+    """On stderr: how many images of a run directory with detections are not annotated."""
+    if not isinstance(detections, dict):
+        return  # a detection file must list exactly the annotated images
+    listed = set(image_ids)
+    unknown = sorted(i for i, d in detections.items() if i not in listed and d.num_detections)
+    if unknown:
+        print(
+            f"dsfd eval fddb: ignoring detections on {len(unknown)} images outside the "
+            f"annotation list, e.g. {unknown[0]!r}",
+            file=sys.stderr,
+        )
+
+
+def _note_missing_images(missing: tuple[str, ...], num_images: int) -> None:
+    """On stderr: how many annotated images have no prediction (they count as missed)."""
+    if missing:
+        print(
+            f"dsfd eval fddb: warning: {len(missing)} of {num_images} annotated images have "
+            f"no prediction (first: {missing[0]}); they count as missed faces",
+            file=sys.stderr,
+        )
+
+
+def _write_summary(
+    args: argparse.Namespace,
+    roc: FddbRoc,
+    num_images: int,
+    tpr: tuple[float, float],
+    paths: tuple[Path, Path],
+) -> None:
+    """Write ``PREFIXfddb.json``: settings, counts, TPR (discrete, continuous), ROC files."""
+    summary = {
+        "pred": str(args.pred),
+        "annotations": str(args.annotations),
+        "sizes": str(args.sizes),
+        "det_format": args.det_format,
+        "ellipse": args.ellipse,
+        "fp_budget": args.fp_budget,
+        "num_images": num_images,
+        "num_faces": roc.num_faces,
+        "num_images_without_prediction": roc.num_images_without_prediction,
+        "images_without_prediction": list(roc.images_without_prediction),
+        "num_points": int(len(roc.fp)),
+        "tpr_disc": tpr[0],
+        "tpr_cont": tpr[1],
+        "disc_roc": str(paths[0]),
+        "cont_roc": str(paths[1]),
+    }
+    summary_path = Path(str(args.out) + "fddb.json")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the ROC files and print the TPR at the budget."""
-    import json
-    import sys
-
     from pipeline.datasets.fddb import read_annotations
     from reports.fddb_ellipse import fit_ellipse_regressor, load_rect_to_ellipse, matched_pairs
     from reports.fddb_eval import evaluate_fddb, tpr_at_fp, write_roc
@@ -101,14 +158,7 @@ def run(args: argparse.Namespace) -> int:
     image_ids = [a.image_id for a in annotations]
     detections = _load_detections(Path(args.pred), args.det_format)
     sizes = _load_sizes(Path(args.sizes), image_ids, args.image_ext)
-    if isinstance(detections, dict):
-        unknown = sorted(set(detections) - set(image_ids))
-        if unknown:
-            print(
-                f"dsfd eval fddb: ignoring detections on {len(unknown)} images outside the "
-                f"annotation list, e.g. {unknown[0]!r}",
-                file=sys.stderr,
-            )
+    _note_unknown_images(detections, image_ids)
     if args.fit_ellipse:
         if args.det_format != "rect":
             raise CommandError("--fit-ellipse needs rectangle detections (--det-format rect)")
@@ -123,23 +173,8 @@ def run(args: argparse.Namespace) -> int:
     disc_path, cont_path = write_roc(args.out, roc)
     tpr_disc = tpr_at_fp(roc.tpr_disc, roc.fp, args.fp_budget)
     tpr_cont = tpr_at_fp(roc.tpr_cont, roc.fp, args.fp_budget)
-    summary = {
-        "pred": str(args.pred),
-        "annotations": str(args.annotations),
-        "sizes": str(args.sizes),
-        "det_format": args.det_format,
-        "ellipse": args.ellipse,
-        "fp_budget": args.fp_budget,
-        "num_images": len(annotations),
-        "num_faces": roc.num_faces,
-        "num_points": int(len(roc.fp)),
-        "tpr_disc": tpr_disc,
-        "tpr_cont": tpr_cont,
-        "disc_roc": str(disc_path),
-        "cont_roc": str(cont_path),
-    }
-    summary_path = Path(str(args.out) + "fddb.json")
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _write_summary(args, roc, len(annotations), (tpr_disc, tpr_cont), (disc_path, cont_path))
+    _note_missing_images(roc.images_without_prediction, len(annotations))
     budget = f"{args.fp_budget:g}"
     print(f"FDDB {len(annotations)} images, {roc.num_faces} faces, ellipse={args.ellipse}")
     print(f"discrete   TPR@{budget}FP = {tpr_disc:.6f}  ({disc_path})")

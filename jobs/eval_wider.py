@@ -1,5 +1,10 @@
 """``dsfd eval wider``: WIDER FACE val AP (easy/medium/hard) and PR curves.
 
+What the official tool prints (missing files, invalid formats) goes to stdout, as the tool
+prints it; our own warnings go to stderr, one line each: the number of annotated images without
+a prediction, and per file the boxes of zero or negative width or height (evaluated as the tools
+evaluate them). A ``nan``/``inf`` score or coordinate is refused (exit 1, file and line).
+
 Loads neither torch nor Ray: only numpy, scipy (the .mat files), pyarrow (run directories) and,
 with ``--plot``, matplotlib.
 """
@@ -8,9 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.cli import CommandError
+
+if TYPE_CHECKING:
+    from reports.wider_eval import WiderResult
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     result, state = evaluate_predictions(pred, gt, track_faces=args.attributes)
     for line in result.messages:
         print(line)
+    _warn(result)
     print(
         f"WIDER FACE val AP ({result.flavour} flavour, {result.num_images} images, "
         f"{result.num_detections} detections)"
@@ -85,6 +96,19 @@ def run(args: argparse.Namespace) -> int:
         for path in save_figure(fig, args.plot):
             print(f"wrote {path}")
     return 0
+
+
+def _warn(result: WiderResult) -> None:
+    """Print the result's warnings and the count of images without a prediction on stderr."""
+    for line in result.warnings:
+        print(f"dsfd eval wider: warning: {line}", file=sys.stderr)
+    missing = result.images_without_prediction
+    if missing:
+        print(
+            f"dsfd eval wider: warning: {len(missing)} of {result.num_images} annotated images "
+            f"have no prediction (first: {missing[0]}); they count as missed faces",
+            file=sys.stderr,
+        )
 
 
 def _print_breakdown(b: dict) -> None:

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,9 @@ class FddbRoc:
         tp_disc: int64 (G,) summed discrete true positives.
         fp: int64 (G,) summed false positives (an absolute count, not a rate).
         num_faces: total annotated faces N.
+        images_without_prediction: annotated images, in list order, that the predictions do
+            not mention at all (evaluated as images without detections: their faces are
+            missed); an image listed with zero detections counts as predicted.
     """
 
     thresholds: np.ndarray
@@ -76,6 +79,12 @@ class FddbRoc:
     tp_disc: np.ndarray
     fp: np.ndarray
     num_faces: int
+    images_without_prediction: tuple[str, ...] = ()
+
+    @property
+    def num_images_without_prediction(self) -> int:
+        """How many annotated images the predictions do not mention."""
+        return len(self.images_without_prediction)
 
     @property
     def tpr_disc(self) -> np.ndarray:
@@ -278,17 +287,21 @@ def evaluate_fddb(
             given, rectangle detections are converted and evaluated as ellipses.
 
     Returns:
-        The merged ROC.
+        The merged ROC, with the annotated images absent from a ``detections`` mapping (a
+        detection file lists every image, or is refused).
     """
     if not isinstance(detections, Mapping):
         check_same_images(annotations, detections, "detections")
     rocs = []
+    missing = []
     for k, image in enumerate(annotations):
         if image.image_id not in sizes:
             raise ValueError(f"no image size for {image.image_id!r}")
         width, height = sizes[image.image_id]
         if isinstance(detections, Mapping):
             det = detections.get(image.image_id)
+            if det is None:
+                missing.append(image.image_id)
         else:
             det = detections[k]
         regions = det.regions if det is not None else np.zeros((0, 4))
@@ -297,4 +310,4 @@ def evaluate_fddb(
         if to_ellipse is not None and det_kind == "rect":
             regions, kind = to_ellipse(np.asarray(regions).reshape(-1, 4)), "ellipse"
         rocs.append(evaluate_image(image.ellipses, regions, scores, kind, width, height))
-    return merge_image_rocs(rocs)
+    return replace(merge_image_rocs(rocs), images_without_prediction=tuple(missing))

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.datasets.fddb import FddbDetections
 from pipeline.schema import read_run_table
@@ -31,10 +32,21 @@ def detections_from_run_dir(run_dir: str | os.PathLike[str]) -> dict[str, FddbDe
     """Group a run directory's detections by image, keeping row order within an image.
 
     Returns:
-        image id -> ``FddbDetections`` (rectangles ``x y w h``, float64 scores). Images
-        without rows are absent (the evaluator treats them as having no detections).
+        image id -> ``FddbDetections`` (rectangles ``x y w h``, float64 scores): every image
+        with detection rows, then every other image of the ``images`` table with zero
+        detections (the run covered it and found nothing, as an export writes it). Images
+        the run never covered are absent (the evaluator counts them as without prediction).
     """
-    table = read_run_table(run_dir, "detections")
+    out = _grouped_detections(read_run_table(run_dir, "detections"))
+    covered = read_run_table(run_dir, "images").column("image_id").to_pylist()
+    for name in dict.fromkeys(covered):
+        if name not in out:
+            out[name] = FddbDetections(name, np.zeros((0, 4)), np.zeros(0))
+    return out
+
+
+def _grouped_detections(table: pa.Table) -> dict[str, FddbDetections]:
+    """image id -> detections of a ``detections`` table, row order kept within an image."""
     if table.num_rows == 0:
         return {}
     encoded = table.column("image_id").combine_chunks().dictionary_encode()

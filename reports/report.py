@@ -183,25 +183,33 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def ap_rows(reports: list[RunReport]) -> list[list[str]]:
-    """Rows ``[run, images, flavour, easy, medium, hard]`` of the AP table (errors spelled
-    out). Each run is scored on the images it covered, so runs over different subsets are not
-    comparable; the image count says so."""
+    """Rows ``[run, images, flavour, easy, medium, hard, no prediction]`` of the AP table
+    (errors spelled out). Each run is scored on the images it covered, so runs over different
+    subsets are not comparable; the image count says so. The last column counts the annotated
+    images without a prediction (their faces count as missed)."""
     rows = []
     for r in reports:
         for flavour in FLAVOURS:
             if flavour in r.wider:
-                ap = r.wider[flavour].ap
-                rows.append([r.name, str(r.wider[flavour].num_images), flavour,
-                             *(_fmt(ap[s]) for s in SETTINGS)])
+                res = r.wider[flavour]
+                rows.append([r.name, str(res.num_images), flavour,
+                             *(_fmt(res.ap[s]) for s in SETTINGS),
+                             str(res.num_images_without_prediction)])
             elif flavour in r.wider_errors:
-                rows.append([r.name, str(r.num_images), flavour, "port crashes", "", ""])
+                rows.append([r.name, str(r.num_images), flavour, "port crashes", "", "", ""])
     return rows
 
 
 def fddb_rows(reports: list[RunReport]) -> list[list[str]]:
-    """Rows ``[run, conversion, TPR disc @1000 FP, TPR cont @1000 FP]``."""
-    return [[r.name, label, _fmt(t["disc"]), _fmt(t["cont"])]
+    """Rows ``[run, conversion, TPR disc @1000 FP, TPR cont @1000 FP, no prediction]``; the
+    last column counts the annotated images without a prediction (missed faces)."""
+    return [[r.name, label, _fmt(t["disc"]), _fmt(t["cont"]),
+             str(r.fddb[label].num_images_without_prediction)]
             for r in reports for label, t in r.fddb_tpr.items()]
+
+
+NO_PREDICTION_NOTE = ("no prediction: annotated images the run has no prediction for; their "
+                      "faces count as missed.")
 
 
 def render_markdown(reports: list[RunReport]) -> str:
@@ -209,13 +217,16 @@ def render_markdown(reports: list[RunReport]) -> str:
     lines = ["# DSFD report", ""]
     rows = ap_rows(reports)
     if rows:
-        lines += ["## WIDER FACE AP", "", "| run | images | flavour | easy | medium | hard |",
-                  "|---|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), ""]
+        lines += ["## WIDER FACE AP", "",
+                  "| run | images | flavour | easy | medium | hard | no prediction |",
+                  "|---|---|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows),
+                  "", NO_PREDICTION_NOTE, ""]
     rows = fddb_rows(reports)
     if rows:
         lines += ["## FDDB (TPR at 1000 false positives)", "",
-                  "| run | detections as | discrete | continuous |", "|---|---|---|---|",
-                  *("| " + " | ".join(r) + " |" for r in rows), ""]
+                  "| run | detections as | discrete | continuous | no prediction |",
+                  "|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), "",
+                  NO_PREDICTION_NOTE, ""]
     lines += ["## Runs", "", "| run | dataset | model | images | errors | images/s |",
               "|---|---|---|---|---|---|"]
     for r in reports:
@@ -308,7 +319,8 @@ def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
     rows = ap_rows(reports)
     if rows:
         parts += ["<h2>WIDER FACE AP</h2>",
-                  _table(["run", "images", "flavour", "easy", "medium", "hard"], rows)]
+                  _table(["run", "images", "flavour", "easy", "medium", "hard", "no prediction"],
+                         rows), f"<p>{html.escape(NO_PREDICTION_NOTE)}</p>"]
         for r in reports:
             for flavour, msg in r.wider_errors.items():
                 parts.append(f"<p><b>{html.escape(r.name)}, {flavour}</b>: "
@@ -319,7 +331,8 @@ def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
     if rows:
         parts += ["<h2>FDDB</h2>",
                   _table(["run", "detections as", "TPR @1000 FP (discrete)",
-                          "TPR @1000 FP (continuous)"], rows)]
+                          "TPR @1000 FP (continuous)", "no prediction"], rows),
+                  f"<p>{html.escape(NO_PREDICTION_NOTE)}</p>"]
         parts += [_img(p, p.stem.replace("_", " ")) for p in figures["roc"]]
     attrs = "".join(_attribute_html(r) for r in reports)
     if attrs:

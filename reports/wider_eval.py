@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -399,6 +399,10 @@ class WiderResult:
         num_images: ground-truth images evaluated.
         num_detections: detections on them.
         messages: what the official tool would print (missing files, invalid formats).
+        images_without_prediction: ground-truth images with no prediction file or run row
+            (evaluated as images without detections: their faces are missed).
+        warnings: inputs the tool accepts silently but that deserve a look (boxes of zero or
+            negative width or height), one line per file.
     """
 
     flavour: str
@@ -407,6 +411,13 @@ class WiderResult:
     num_images: int
     num_detections: int
     messages: tuple[str, ...] = ()
+    images_without_prediction: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def num_images_without_prediction(self) -> int:
+        """How many ground-truth images have no prediction file or run row."""
+        return len(self.images_without_prediction)
 
     def to_json(self, with_pr: bool = True) -> dict[str, Any]:
         """The ``dsfd eval wider --json`` document (NaN written as null)."""
@@ -422,6 +433,9 @@ class WiderResult:
         doc["num_images"] = self.num_images
         doc["num_detections"] = self.num_detections
         doc["messages"] = list(self.messages)
+        doc["num_images_without_prediction"] = self.num_images_without_prediction
+        doc["images_without_prediction"] = list(self.images_without_prediction)
+        doc["warnings"] = list(self.warnings)
         return doc
 
 
@@ -439,7 +453,9 @@ def compute_bounds(pred: WiderPredictions) -> ScoreBounds:
 def evaluate_predictions(
     pred: WiderPredictions, gt: WiderGroundTruth, track_faces: bool = False
 ) -> tuple[WiderResult, WiderEvalState]:
-    """Both passes over predictions already read; returns the result and the merged state."""
+    """Both passes over predictions already read; returns the result and the merged state.
+
+    The result carries the predictions' messages, warnings and missing images."""
     missing_settings = [s for s in SETTINGS if s not in gt.settings]
     if missing_settings:
         raise ValueError(f"{gt.source}: ground truth has no keep lists for {missing_settings}")
@@ -448,8 +464,13 @@ def evaluate_predictions(
     for image in gt:
         det = pred.images.get(image.image_id, EMPTY)
         state = _merge_into(state, evaluate_image(image, det, bounds, track_faces=track_faces))
-    result = state.compute()
-    return WiderResult(**{**result.__dict__, "messages": tuple(pred.messages)}), state
+    result = replace(
+        state.compute(),
+        messages=tuple(pred.messages),
+        images_without_prediction=tuple(pred.missing),
+        warnings=tuple(pred.warnings),
+    )
+    return result, state
 
 
 def _merge_into(state: WiderEvalState, part: WiderEvalState) -> WiderEvalState:
@@ -506,6 +527,8 @@ def evaluate_wider(
 
     Raises:
         WiderPortCrash: flavour ``pyport`` on an input where the port crashes.
+        ValueError: a ``nan``/``inf`` score or box coordinate in the predictions (file and
+            line, or run table row and image).
     """
     check_flavour(flavour)
     gt = load_ground_truth(gt)
@@ -533,4 +556,6 @@ def result_from_json(doc: Mapping[str, Any]) -> WiderResult:
         num_images=int(doc.get("num_images", 0)),
         num_detections=int(doc.get("num_detections", 0)),
         messages=tuple(doc.get("messages", ())),
+        images_without_prediction=tuple(doc.get("images_without_prediction", ())),
+        warnings=tuple(doc.get("warnings", ())),
     )

@@ -21,13 +21,21 @@ Each flavour reads txt files the way its tool does:
   and parses every line after line 2 split on single spaces (a trailing space or blank line
   crashes it); no sorting; a ground-truth image without a file crashes it (``KeyError``).
   Where the port would crash, :class:`WiderPortCrash` says so instead of inventing a number.
+
+Both flavours refuse what neither tool handles meaningfully and accept what they do:
+
+* a ``nan``/``inf`` score or box coordinate among the values a tool reads raises ValueError
+  naming the file and line (the run-directory table and image), as the exporter refuses them;
+* boxes of zero or negative width or height are evaluated exactly as the tools evaluate them,
+  with one warning per file (:attr:`WiderPredictions.warnings`) giving the first such line and
+  how many there are.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +100,8 @@ class WiderPredictions:
             (pyport normalises scores over them too; matlab never reads them).
         missing: ground-truth images without a prediction file / run row.
         messages: what the official tool would print (missing files, invalid formats).
+        warnings: our own notes on inputs the tool accepts silently, one line per file (or
+            one for a run directory): boxes of zero or negative width or height.
         source: the folder read.
     """
 
@@ -100,6 +110,7 @@ class WiderPredictions:
     extra: dict[str, ImageDetections] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     source: str = ""
 
     @property
@@ -124,6 +135,65 @@ def _sorted(det: ImageDetections) -> ImageDetections:
 
 
 # ----------------------------------------------------------------------------------------
+# Input checks shared by both flavours and the run directory
+
+FIRST_BOX_LINE = 3  # 1-based line of a txt file's first detection (after name and count)
+
+
+def refuse_non_finite(
+    values: np.ndarray, names: Sequence[str], locate: Callable[[int], str]
+) -> None:
+    """Raise ValueError at the first row holding a ``nan`` or ``inf`` among ``values``.
+
+    Args:
+        values: (n, m) float64, the numbers a tool reads from each of n detections.
+        names: m column names (``x``, ``score``, ...), used in the message.
+        locate: row index -> where that row is (``PATH: line N``), used in the message.
+
+    Raises:
+        ValueError: ``WHERE: COLUMN is nan; ...`` for the first non-finite value.
+    """
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    col = int(np.flatnonzero(bad[row])[0])
+    raise ValueError(
+        f"{locate(row)}: {names[col]} is {float(values[row, col])!r}; scores and box coordinates "
+        "must be finite numbers"
+    )
+
+
+def degenerate_rows(boxes_xywh: np.ndarray) -> np.ndarray:
+    """(k,) int64 indices of the boxes ((n, 4) ``x y w h``) with ``w <= 0`` or ``h <= 0``."""
+    return np.flatnonzero((boxes_xywh[:, 2] <= 0) | (boxes_xywh[:, 3] <= 0))
+
+
+def _boxes(count: int) -> str:
+    return f"{count} box" if count == 1 else f"{count} boxes"
+
+
+def degenerate_warning(boxes_xywh: np.ndarray, where: str) -> str | None:
+    """The one-line warning for a txt file's degenerate boxes, or None if it has none.
+
+    Args:
+        boxes_xywh: (n, 4) float64 boxes in file order (row k on line ``k + 3``).
+        where: the file, as shown to the user.
+    """
+    rows = degenerate_rows(boxes_xywh)
+    if len(rows) == 0:
+        return None
+    return (
+        f"{where}: line {int(rows[0]) + FIRST_BOX_LINE}: {_boxes(len(rows))} with zero or "
+        "negative width or height (evaluated as the official tools do)"
+    )
+
+
+def _txt_line(where: str) -> Callable[[int], str]:
+    return lambda row: f"{where}: line {row + FIRST_BOX_LINE}"
+
+
+# ----------------------------------------------------------------------------------------
 # matlab flavour: read_pred.m
 
 
@@ -137,12 +207,16 @@ def _matlab_numbers(line: str) -> list[float] | None:
     return values if len(values) == len(tokens) else None
 
 
-def parse_matlab_txt(text: str) -> ImageDetections | None:
-    """Parse one prediction file as ``read_pred.m`` does.
+MATLAB_COLUMNS = ("x", "y", "w", "h", "score")  # score: the last number on the line
+
+
+def matlab_txt_rows(text: str) -> np.ndarray | None:
+    """The rows ``read_pred.m`` reads from one prediction file, in file order.
 
     Returns:
-        The detections sorted by score (stable, descending); ``EMPTY`` for a count of 0 or
-        less; None for "Invalid format" (the tool then drops the image's detections).
+        (n, 5) float64 ``x y w h score`` (box = first 4 numbers, score = last number; row k
+        from line ``k + 3``), (0, 5) for a count of 0 or less, or None for "Invalid format"
+        (the tool then drops the image's detections).
     """
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -156,7 +230,7 @@ def parse_matlab_txt(text: str) -> ImageDetections | None:
     if count != int(count):
         return None
     if count <= 0:
-        return EMPTY
+        return np.zeros((0, 5))
     n = int(count)
     if len(lines) < n + 2:
         return None
@@ -167,7 +241,36 @@ def parse_matlab_txt(text: str) -> ImageDetections | None:
             return None
         rows[k, :4] = values[:4]
         rows[k, 4] = values[-1]
-    return _sorted(ImageDetections(rows[:, :4], rows[:, 4]))
+    return rows
+
+
+def parse_matlab_file(text: str, where: str) -> tuple[ImageDetections | None, str | None]:
+    """Parse one prediction file as ``read_pred.m`` does, checking what it reads.
+
+    Args:
+        text: the file's contents.
+        where: the file, as shown in messages.
+
+    Returns:
+        (detections sorted by score, stable and descending, ``EMPTY`` for a count of 0 or less,
+        None for "Invalid format"; the degenerate-box warning or None).
+
+    Raises:
+        ValueError: a ``nan``/``inf`` among the numbers the tool reads (file and line).
+    """
+    rows = matlab_txt_rows(text)
+    if rows is None:
+        return None, None
+    if len(rows) == 0:
+        return EMPTY, None
+    refuse_non_finite(rows, MATLAB_COLUMNS, _txt_line(where))
+    det = _sorted(ImageDetections(rows[:, :4], rows[:, 4]))
+    return det, degenerate_warning(rows[:, :4], where)
+
+
+def parse_matlab_txt(text: str, where: str = "<prediction file>") -> ImageDetections | None:
+    """:func:`parse_matlab_file` without the warning: sorted detections, ``EMPTY`` or None."""
+    return parse_matlab_file(text, where)[0]
 
 
 def _read_text(path: Path) -> str:
@@ -175,7 +278,11 @@ def _read_text(path: Path) -> str:
 
 
 def read_matlab_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPredictions:
-    """Read ``PRED_DIR/EVENT/NAME.txt`` for every ground-truth image, as ``read_pred.m``."""
+    """Read ``PRED_DIR/EVENT/NAME.txt`` for every ground-truth image, as ``read_pred.m``.
+
+    Raises:
+        ValueError: a ``nan``/``inf`` among the numbers the tool reads (file and line).
+    """
     out = WiderPredictions(flavour="matlab", source=str(pred_dir))
     for img in gt:
         event, name = img.image_id.split("/", 1)
@@ -184,11 +291,13 @@ def read_matlab_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPrediction
             out.missing.append(img.image_id)
             out.messages.append(f"Can not find the prediction file {event} {name}")
             continue
-        det = parse_matlab_txt(_read_text(path))
+        det, warning = parse_matlab_file(_read_text(path), str(path))
         if det is None:
             out.messages.append(f"Invalid format {event} {name}")
         elif len(det):
             out.images[img.image_id] = det
+        if warning is not None:
+            out.warnings.append(warning)
     return out
 
 
@@ -219,17 +328,35 @@ def parse_pyport_txt(text: str, where: str) -> tuple[str, np.ndarray]:
 
 
 def _pyport_detections(table: np.ndarray, where: str) -> ImageDetections:
+    """The detections the port takes from one file's (n, C) table, in file order.
+
+    Raises:
+        WiderPortCrash: fewer than 5 columns.
+        ValueError: a ``nan``/``inf`` in a column the port uses (box, 5th column, last column).
+    """
     if table.shape[0] == 0:
         return EMPTY
-    if table.shape[1] < 5:
-        raise WiderPortCrash(f"IndexError: {where} has {table.shape[1]} columns, needs 5")
-    thr = table[:, 4].copy() if table.shape[1] > 5 else None
+    columns = table.shape[1]
+    if columns < 5:
+        raise WiderPortCrash(f"IndexError: {where} has {columns} columns, needs 5")
+    if columns == 5:
+        refuse_non_finite(table, ("x", "y", "w", "h", "score"), _txt_line(where))
+    else:
+        used = table[:, [0, 1, 2, 3, 4, columns - 1]]
+        names = ("x", "y", "w", "h", "column 5 (thresholded)", "last column (score)")
+        refuse_non_finite(used, names, _txt_line(where))
+    thr = table[:, 4].copy() if columns > 5 else None
     return ImageDetections(table[:, :4].copy(), table[:, -1].copy(), thr)
 
 
 def read_pyport_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPredictions:
     """Read every file of every event folder, as the port's ``get_preds``; then look up each
-    ground-truth image the way its evaluation loop does (crashing where it crashes)."""
+    ground-truth image the way its evaluation loop does (crashing where it crashes).
+
+    Raises:
+        WiderPortCrash: where the port crashes.
+        ValueError: a ``nan``/``inf`` the port would read, in any file (file and line).
+    """
     out = WiderPredictions(flavour="pyport", source=str(pred_dir))
     found: dict[str, tuple[str, np.ndarray]] = {}
     for event_dir in sorted(pred_dir.iterdir()):
@@ -260,6 +387,9 @@ def read_pyport_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPrediction
         det = _pyport_detections(table, where)
         if image_id in gt_ids:
             out.images[image_id] = det
+            warning = degenerate_warning(det.boxes_xywh, where)
+            if warning is not None:
+                out.warnings.append(warning)
         elif len(det):
             out.extra[image_id] = det
     return out
@@ -273,6 +403,8 @@ def read_txt_predictions(
     Raises:
         NotADirectoryError: ``pred_dir`` is not a folder.
         WiderPortCrash: (pyport) where the port would crash.
+        ValueError: a ``nan``/``inf`` score or box coordinate the tool would read (file and
+            line).
     """
     check_flavour(flavour)
     pred_dir = Path(pred_dir)
@@ -326,6 +458,19 @@ def group_detection_columns(
         yield image_id, ImageDetections(xywh[rows], score64[rows])
 
 
+def _run_degenerate_warning(images: dict[str, ImageDetections], where: str) -> str | None:
+    """One warning for all degenerate boxes on the given images of a run, or None."""
+    counts = {i: len(degenerate_rows(d.boxes_xywh)) for i, d in images.items()}
+    hit = [i for i, n in counts.items() if n]
+    if not hit:
+        return None
+    num_images = f"{len(hit)} image" if len(hit) == 1 else f"{len(hit)} images"
+    return (
+        f"{where}: {_boxes(sum(counts.values()))} with zero or negative width or height on "
+        f"{num_images} (first: {hit[0]}) (evaluated as the official tools do)"
+    )
+
+
 def read_run_predictions(
     run_dir: str | os.PathLike[str], gt: WiderGroundTruth, flavour: str = "matlab"
 ) -> WiderPredictions:
@@ -333,9 +478,12 @@ def read_run_predictions(
 
     An image is *missing* when it is neither in the ``images`` table nor has a detection row
     (an export writes no file for it): matlab treats it as no detections, pyport crashes.
+    Degenerate boxes on ground-truth images give one warning for the whole run.
 
     Raises:
         WiderPortCrash: (pyport) a ground-truth image is missing from the run.
+        ValueError: a ``nan``/``inf`` score or coordinate in any detection row (as the
+            exporter refuses it), naming the image and the table row.
     """
     from pipeline.schema import read_run_table
 
@@ -346,11 +494,15 @@ def read_run_predictions(
     dets = read_run_table(run_dir, "detections")
     images = read_run_table(run_dir, "images")
     image_ids = np.asarray(dets.column("image_id").to_numpy(zero_copy_only=False), dtype=object)
-    boxes = np.stack([dets.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")], axis=1)
-    scores = dets.column("score").to_numpy()
+    columns = ("x1", "y1", "x2", "y2", "score")
+    values = np.stack([dets.column(c).to_numpy() for c in columns], axis=1)  # (N, 5) float32
+    where = str(run_dir / "detections")
+    refuse_non_finite(
+        values.astype(np.float64), columns, lambda r: f"{where}: row {r + 1} (image {image_ids[r]})"
+    )
     out = WiderPredictions(flavour=flavour, source=str(run_dir))
     known = set(images.column("image_id").to_pylist()) | set(np.unique(image_ids).tolist())
-    for image_id, det in group_detection_columns(image_ids, boxes.reshape(-1, 4), scores):
+    for image_id, det in group_detection_columns(image_ids, values[:, :4], values[:, 4]):
         if image_id in gt:
             out.images[image_id] = _sorted(det) if flavour == "matlab" else det
         elif flavour == "pyport":
@@ -364,4 +516,7 @@ def read_run_predictions(
             out.messages.append(f"Can not find the prediction file {event} {name}")
     if flavour == "matlab":
         out.images = {i.image_id: out.images[i.image_id] for i in gt if i.image_id in out.images}
+    warning = _run_degenerate_warning(out.images, where)
+    if warning is not None:
+        out.warnings.append(warning)
     return out
