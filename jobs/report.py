@@ -24,11 +24,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.rundir import RunDir
     from reports.report import write_report
 
     for d in args.run_dirs:
-        if not (Path(d) / "run.json").is_file():
-            raise CommandError(f"{d}: not a run directory (no run.json)")
+        RunDir.open(d)  # refuses a missing folder, no run.json or a damaged one, in one line
     if args.anchors and not Path(args.anchors).is_dir():
         raise CommandError(f"--anchors {args.anchors}: not a folder")
     html_path, md_path, _ = write_report(args.run_dirs, args.out, anchors_dir=args.anchors,

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.datasets.fddb import FddbDetections
-from pipeline.schema import read_run_table
+from pipeline.rundir import RunDir
 
 
 def xyxy_to_fddb_rects(boxes_xyxy: np.ndarray) -> np.ndarray:
@@ -37,8 +37,9 @@ def detections_from_run_dir(run_dir: str | os.PathLike[str]) -> dict[str, FddbDe
         detections (the run covered it and found nothing, as an export writes it). Images
         the run never covered are absent (the evaluator counts them as without prediction).
     """
-    out = _grouped_detections(read_run_table(run_dir, "detections"))
-    covered = read_run_table(run_dir, "images").column("image_id").to_pylist()
+    run = RunDir.open(run_dir)
+    out = _grouped_detections(run.detections())
+    covered = run.images().column("image_id").to_pylist()
     for name in dict.fromkeys(covered):
         if name not in out:
             out[name] = FddbDetections(name, np.zeros((0, 4)), np.zeros(0))

@@ -9,6 +9,8 @@ For each run directory the dataset recorded in its ``run.json`` decides what is 
 - FDDB layout: discrete and continuous ROC (rectangles as they are, and through the S3FD
   rectangle-to-ellipse regressor), TPR at 1000 false positives; image sizes come from the run's
   images table.
+- Every run, whatever its dataset (a labelled folder too): a summary with its images, errors,
+  detections, the histogram of its scores and the list of images that could not be read.
 
 Figures are written as PNG and PDF under ``REPORT_DIR/figures/`` and embedded in the page as
 data URIs, so ``index.html`` works on its own, offline.
@@ -27,12 +29,14 @@ from typing import Any
 import numpy as np
 
 from pipeline.datasets.wider import WiderGroundTruth
-from pipeline.schema import read_run_table
+from pipeline.rundir import RunDir
 from reports.fddb_eval import FddbRoc
 from reports.wider_eval import SETTINGS, WiderResult
 
 FLAVOURS = ("matlab", "pyport")
 FP_BUDGET = 1000.0
+SCORE_BINS = np.linspace(0.0, 1.0, 51)  # the score histogram's bin edges
+MAX_ERRORS_SHOWN = 50
 
 
 @dataclass
@@ -45,22 +49,17 @@ class RunReport:
     kind: str  # "wider" | "fddb" | "other"
     num_images: int = 0
     num_errors: int = 0
+    num_detections: int = 0
+    num_annotated: int | None = None  # images of the benchmark split (the run may cover fewer)
+    score_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(SCORE_BINS) - 1,
+                                                                        np.int64))
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
     wider: dict[str, WiderResult] = field(default_factory=dict)
     wider_errors: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, Any] | None = None
     fddb: dict[str, FddbRoc] = field(default_factory=dict)
     fddb_tpr: dict[str, dict[str, float]] = field(default_factory=dict)
     gt: WiderGroundTruth | None = field(default=None, repr=False)
-
-
-def _read_run_json(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str]) -> None:
@@ -73,6 +72,7 @@ def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str
     if not gt_dir:
         return
     full = load_wider_gt_dir(gt_dir)
+    report.num_annotated = len(full.images)
     gt = WiderGroundTruth(
         images=tuple(img for img in full if img.image_id in run_ids),
         events=full.events, settings=full.settings, source=full.source)
@@ -101,7 +101,9 @@ def _fddb_sections(report: RunReport, dataset: dict[str, Any], images: Any) -> N
     ok = images[images["status"] == "ok"]
     sizes = {i: (int(w), int(h)) for i, w, h in zip(ok["image_id"], ok["width"], ok["height"],
                                                      strict=True)}
-    annotations = [a for a in FddbDataset(root).annotations() if a.image_id in sizes]
+    every = FddbDataset(root).annotations()
+    report.num_annotated = len(every)
+    annotations = [a for a in every if a.image_id in sizes]
     dets = detections_from_run_dir(report.run_dir)
     for label, spec in (("rectangles", "identity"), ("S3FD ellipses", "s3fd")):
         roc = evaluate_fddb(annotations, dets, sizes, "rect", to_ellipse=load_rect_to_ellipse(spec))
@@ -113,15 +115,21 @@ def _fddb_sections(report: RunReport, dataset: dict[str, Any], images: Any) -> N
 
 def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> RunReport:
     """Evaluate one run directory as its recorded dataset asks (see the module docstring)."""
-    run_dir = Path(run_dir)
-    run_json = _read_run_json(run_dir)
+    run = RunDir.open(run_dir)
+    run_json = dict(run.record or {})
     dataset = run_json.get("config", {}).get("dataset", {})
     kind = str(dataset.get("dataset", "other"))
-    images = read_run_table(run_dir, "images").to_pandas()
-    report = RunReport(name=name or run_dir.name, run_dir=run_dir, run_json=run_json,
+    images = run.images().to_pandas()
+    failed = images[images["status"] != "ok"]
+    report = RunReport(name=name or run.root.name, run_dir=run.root, run_json=run_json,
                        kind=kind if kind in ("wider", "fddb") else "other",
-                       num_images=len(images),
-                       num_errors=int((images["status"] != "ok").sum()) if len(images) else 0)
+                       num_images=len(images), num_errors=len(failed),
+                       errors=list(zip(failed["image_id"], failed["error"].fillna(""),
+                                       strict=True)))
+    for table in run.iter_detections():
+        scores = table.column("score").to_numpy()
+        report.num_detections += len(scores)
+        report.score_counts += np.histogram(np.clip(scores, 0.0, 1.0), SCORE_BINS)[0]
     if report.kind == "wider":
         _wider_sections(report, dataset, set(images["image_id"]))
     elif report.kind == "fddb":
@@ -140,10 +148,14 @@ def _figures(reports: list[RunReport], fig_dir: Path) -> dict[str, list[Path]]:
     import matplotlib.pyplot as plt
 
     from reports.gallery import draw_gallery, find_mistakes
-    from reports.plots import plot_wider_pr, save_figure
+    from reports.plots import plot_score_histograms, plot_wider_pr, save_figure
     from reports.roc_plots import save_fddb_roc_figures
 
-    out: dict[str, list[Path]] = {"pr": [], "roc": [], "gallery": []}
+    out: dict[str, list[Path]] = {"pr": [], "roc": [], "gallery": [], "scores": []}
+    if any(r.num_detections for r in reports):
+        fig, _ = plot_score_histograms({r.name: r.score_counts for r in reports}, SCORE_BINS)
+        out["scores"].append(save_figure(fig, fig_dir / "score_histogram")[0])
+        plt.close(fig)  # type: ignore[arg-type]
     for flavour in FLAVOURS:
         methods = {r.name: r.wider[flavour] for r in reports if flavour in r.wider}
         if methods:
@@ -227,14 +239,54 @@ def render_markdown(reports: list[RunReport]) -> str:
                   "| run | detections as | discrete | continuous | no prediction |",
                   "|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), "",
                   NO_PREDICTION_NOTE, ""]
-    lines += ["## Runs", "", "| run | dataset | model | images | errors | images/s |",
-              "|---|---|---|---|---|---|"]
+    lines += ["## Runs", "", "| " + " | ".join(RUN_HEADER) + " |",
+              "|" + "---|" * len(RUN_HEADER), *("| " + " | ".join(r) + " |"
+                                                for r in run_rows(reports))]
+    for r in reports:
+        if r.errors:
+            lines += ["", f"### {r.name}: images that could not be read", "",
+                      *(f"- `{i}`: {e}" for i, e in r.errors[:MAX_ERRORS_SHOWN])]
+            if len(r.errors) > MAX_ERRORS_SHOWN:
+                lines.append(f"- and {len(r.errors) - MAX_ERRORS_SHOWN} more")
+    return "\n".join(lines) + "\n"
+
+
+RUN_HEADER = ["run", "dataset", "model", "images", "of the split", "errors", "detections",
+              "median score", "images/s"]
+
+
+def _median_score(counts: np.ndarray) -> float | None:
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    k = int(np.searchsorted(np.cumsum(counts), (total + 1) / 2))
+    return float((SCORE_BINS[k] + SCORE_BINS[k + 1]) / 2)
+
+
+def run_rows(reports: list[RunReport]) -> list[list[str]]:
+    """One summary row per run (:data:`RUN_HEADER`): what it covered, its errors, its
+    detections and the median score (to the histogram's bin), and its measured speed."""
+    rows = []
     for r in reports:
         timing = r.run_json.get("timing", {})
-        lines.append(f"| {r.name} | {r.run_json.get('dataset_spec', r.kind)} | "
-                     f"{r.run_json.get('model', {}).get('name', '?')} | {r.num_images} | "
-                     f"{r.num_errors} | {_fmt(timing.get('images_per_second'), 2)} |")
-    return "\n".join(lines) + "\n"
+        rows.append([r.name, str(r.run_json.get("dataset_spec", r.kind)),
+                     str(r.run_json.get("model", {}).get("name", "?")), str(r.num_images),
+                     "" if r.num_annotated is None else str(r.num_annotated),
+                     str(r.num_errors), str(r.num_detections),
+                     _fmt(_median_score(r.score_counts), 2),
+                     _fmt(timing.get("images_per_second"), 2)])
+    return rows
+
+
+def _errors_html(r: RunReport) -> str:
+    if not r.errors:
+        return ""
+    rows = [[i, e] for i, e in r.errors[:MAX_ERRORS_SHOWN]]
+    more = len(r.errors) - MAX_ERRORS_SHOWN
+    return (f"<h3>{html.escape(r.name)}: images that could not be read</h3>"
+            + _table(["image", "reason"], rows)
+            + (f"<p>and {more} more (the run's images table lists them all).</p>"
+               if more > 0 else ""))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -315,7 +367,10 @@ def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
                 anchor_pngs: list[Path], anchor_summary: dict[str, Any] | None) -> str:
     """The page (figures embedded as data URIs)."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>DSFD report</title><style>{CSS}</style></head><body><h1>DSFD report</h1>"]
+             f"<title>DSFD report</title><style>{CSS}</style></head><body><h1>DSFD report</h1>",
+             "<h2>Runs</h2>", _table(RUN_HEADER, run_rows(reports))]
+    parts += [_img(p, "score histogram") for p in figures.get("scores", [])]
+    parts += [_errors_html(r) for r in reports]
     rows = ap_rows(reports)
     if rows:
         parts += ["<h2>WIDER FACE AP</h2>",
@@ -375,6 +430,7 @@ def write_report(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"report output {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
     reports = [summarize_run(d, None if names is None else names[k])
                for k, d in enumerate(run_dirs)]
     figures = _figures(reports, out / "figures")

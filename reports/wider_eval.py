@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.datasets.wider import SETTINGS, WiderGroundTruth, WiderImageGT, load_wider_gt_dir
+from pipeline.rundir import RunDir
 from reports.wider_predictions import (
     EMPTY,
     ImageDetections,
@@ -488,9 +489,10 @@ def _merge_into(state: WiderEvalState, part: WiderEvalState) -> WiderEvalState:
 
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` looks like a run directory (``run.json``, ``detections/`` or
-    ``images/``) rather than a folder of txt files."""
+    ``images/``) rather than a folder of txt files; reading it then insists on a whole run
+    (:class:`pipeline.rundir.RunDir`)."""
     p = Path(path)
-    return (p / "run.json").is_file() or (p / "detections").is_dir() or (p / "images").is_dir()
+    return RunDir.is_run_dir(p) or (p / "detections").is_dir() or (p / "images").is_dir()
 
 
 def load_ground_truth(gt: str | os.PathLike[str] | WiderGroundTruth) -> WiderGroundTruth:

@@ -483,16 +483,16 @@ def read_run_predictions(
     Raises:
         WiderPortCrash: (pyport) a ground-truth image is missing from the run.
         ValueError: a ``nan``/``inf`` score or coordinate in any detection row (as the
-            exporter refuses it), naming the image and the table row.
+            exporter refuses it), naming the image and the table row; a damaged or mixed
+            run directory (``pipeline.rundir.RunDirError``, naming the parts).
     """
-    from pipeline.schema import read_run_table
+    from pipeline.rundir import RunDir
 
     check_flavour(flavour)
     run_dir = Path(run_dir)
-    if not (run_dir / "detections").is_dir() and not (run_dir / "images").is_dir():
-        raise NotADirectoryError(f"{run_dir}: not a run directory (no detections/ or images/)")
-    dets = read_run_table(run_dir, "detections")
-    images = read_run_table(run_dir, "images")
+    run = RunDir.open(run_dir)
+    dets = run.detections()
+    images = run.images()
     image_ids = np.asarray(dets.column("image_id").to_numpy(zero_copy_only=False), dtype=object)
     columns = ("x1", "y1", "x2", "y2", "score")
     values = np.stack([dets.column(c).to_numpy() for c in columns], axis=1)  # (N, 5) float32

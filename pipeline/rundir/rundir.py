@@ -186,16 +186,20 @@ class RunDir:
         parts = [self._read(img, IMAGES_SCHEMA) for _, _, img in self.complete_parts()]
         return pa.concat_tables(parts) if parts else IMAGES_SCHEMA.empty_table()
 
-    def detections(self, min_score: float | None = None) -> pa.Table:
-        """The detections of every complete shard, in shard order, optionally
-        ``score >= min_score`` only."""
-        parts = []
+    def iter_detections(self, min_score: float | None = None) -> Iterator[pa.Table]:
+        """Each complete shard's detections in turn (one shard in memory at a time),
+        optionally ``score >= min_score`` only."""
         for _, det, _ in self.complete_parts():
             table = self._read(det, DETECTIONS_SCHEMA)
             if min_score is not None:
                 table = table.filter(pc.greater_equal(table["score"],
                                                       pa.scalar(min_score, pa.float32())))
-            parts.append(table)
+            yield table
+
+    def detections(self, min_score: float | None = None) -> pa.Table:
+        """The detections of every complete shard, in shard order, optionally
+        ``score >= min_score`` only."""
+        parts = list(self.iter_detections(min_score))
         return pa.concat_tables(parts) if parts else DETECTIONS_SCHEMA.empty_table()
 
     def detections_by_image(self, min_score: float | None = None

@@ -20,8 +20,9 @@ from dsfd import Detector, load_model
 from dsfd.shipped import shipped_model_path
 from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
 from pipeline.datasets.wider import WiderDataset
-from pipeline.schema import DETECTIONS_SCHEMA, write_table_atomic
+from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from reports.wider_eval import evaluate_wider
+from tests.rundir_support import write_run_dir
 
 # Floors well under the measured values recorded in dsfd/weights/README.md.
 AP_FLOOR = {"easy": 0.8, "medium": 0.8, "hard": 0.6}
@@ -54,8 +55,14 @@ def test_shipped_model_finds_synthetic_faces(tmp_path: Path) -> None:
             for key, value in zip(("x1", "y1", "x2", "y2", "score"), row, strict=True):
                 cols[key].append(float(value))
     run_dir = tmp_path / "run"
-    write_table_atomic(pa.table(cols, schema=DETECTIONS_SCHEMA),
-                       run_dir / "detections" / "part-00000.parquet")
+    ids = [e.image_id for e in dataset.iter_manifest()]
+    images = pa.table({"image_id": ids, "path": ids, "width": pa.array([0] * len(ids), pa.int32()),
+                       "height": pa.array([0] * len(ids), pa.int32()), "status": ["ok"] * len(ids),
+                       "error": pa.array([None] * len(ids), pa.string()),
+                       "num_detections": pa.array([cols["image_id"].count(i) for i in ids],
+                                                  pa.int32()),
+                       "seconds": [0.0] * len(ids)}, schema=IMAGES_SCHEMA)
+    write_run_dir(run_dir, [(pa.table(cols, schema=DETECTIONS_SCHEMA), images)])
     result = evaluate_wider(run_dir, bench / "wider", flavour="matlab")
     for setting, floor in AP_FLOOR.items():
         assert result.ap[setting] > floor, (setting, result.ap)

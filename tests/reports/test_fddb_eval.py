@@ -17,7 +17,7 @@ from pipeline.datasets.fddb import (
     read_image_sizes_tsv,
     write_detections,
 )
-from pipeline.schema import DETECTIONS_SCHEMA, part_name, write_table_atomic
+from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from reports.fddb_eval import (
     evaluate_fddb,
     read_roc_file,
@@ -27,6 +27,7 @@ from reports.fddb_eval import (
 )
 from reports.fddb_inputs import detections_from_run_dir, xyxy_to_fddb_rects
 from reports.fddb_overlap import MaskPainter, overlap_matrix, overlap_matrix_reference
+from tests.rundir_support import write_run_dir
 
 CASE = Path("testdata/oracle_public/cases/fddb_pub")
 
@@ -175,13 +176,24 @@ def _write_run_dir(run_dir: Path, dets: list[FddbDetections]) -> list[FddbDetect
             parts[k % 2].append((det.image_id, *row))
         xyxy = np.stack([x1, y1, x2, y2], axis=1)
         stored.append(FddbDetections(det.image_id, xyxy_to_fddb_rects(xyxy), score.astype(float)))
-    for index, rows in enumerate(parts):
+    pairs = []
+    for rows in parts:
         columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
         table = pa.table(
             {name: list(col) for name, col in zip(DETECTIONS_SCHEMA.names, columns, strict=True)},
             schema=DETECTIONS_SCHEMA,
         )
-        write_table_atomic(table, run_dir / "detections" / part_name(index))
+        ids = list(dict.fromkeys(r[0] for r in rows))  # the images with detections
+        images = pa.table({"image_id": ids, "path": ids, "width": pa.array([0] * len(ids),
+                                                                           pa.int32()),
+                           "height": pa.array([0] * len(ids), pa.int32()),
+                           "status": ["ok"] * len(ids), "error": pa.array([None] * len(ids),
+                                                                          pa.string()),
+                           "num_detections": pa.array([sum(r[0] == i for r in rows)
+                                                       for i in ids], pa.int32()),
+                           "seconds": [0.0] * len(ids)}, schema=IMAGES_SCHEMA)
+        pairs.append((table, images))
+    write_run_dir(run_dir, pairs)
     return stored
 
 

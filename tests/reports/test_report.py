@@ -6,7 +6,6 @@ benchmark's ground truth, jittered, so the report layer is tested without torch 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -20,9 +19,10 @@ import pytest
 from pipeline.datasets.fddb import FddbDataset
 from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
 from pipeline.datasets.wider import WiderDataset
-from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA, write_table_atomic
+from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from reports.report import ap_rows, fddb_rows, render_markdown, write_report
 from reports.wider_eval import evaluate_wider
+from tests.rundir_support import write_run_dir
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +46,13 @@ def _write_run(run_dir: Path, dataset: dict, rows: list[tuple[str, str, int, int
         "status": ["ok"] * len(rows), "error": [None] * len(rows),
         "num_detections": [len(r[4]) for r in rows], "seconds": [0.1] * len(rows),
     }
-    write_table_atomic(pa.table(det_cols, schema=DETECTIONS_SCHEMA),
-                       run_dir / "detections" / "part-00000.parquet")
-    write_table_atomic(pa.table(images, schema=IMAGES_SCHEMA),
-                       run_dir / "images" / "part-00000.parquet")
-    run_json = {"config": {"dataset": dataset}, "dataset_spec": "test",
-                "model": {"name": "jittered-gt", "checksum": "0" * 64, "spec": "test"},
-                "versions": {"python": sys.version.split()[0]},
-                "timing": {"seconds": 1.0, "images_per_second": 8.0}}
-    (run_dir / "run.json").write_text(json.dumps(run_json))
+    write_run_dir(run_dir, [(pa.table(det_cols, schema=DETECTIONS_SCHEMA),
+                             pa.table(images, schema=IMAGES_SCHEMA))],
+                  config={"dataset": dataset},
+                  record={"dataset_spec": "test",
+                          "model": {"name": "jittered-gt", "checksum": "0" * 64, "spec": "test"},
+                          "versions": {"python": sys.version.split()[0]},
+                          "timing": {"seconds": 1.0, "images_per_second": 8.0}})
 
 
 def _jitter(boxes_xyxy: np.ndarray, rng: np.random.Generator, keep: float) -> np.ndarray:
@@ -151,3 +149,38 @@ def test_page_loads_in_headless_chromium(runs: dict[str, Path], tmp_path: Path) 
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2400",
                     html_path.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_folder_run_report_creates_its_folder_and_shows_the_run_summary(tmp_path: Path) -> None:
+    dets = np.array([[1, 1, 9, 9, 0.91], [2, 2, 8, 8, 0.15], [0, 0, 5, 5, 0.55]])
+    run_dir = tmp_path / "photos-run"
+    _write_run(run_dir, {"kind": "folder", "root": "/photos"},
+               [("a.jpg", "/photos/a.jpg", 10, 10, dets), ("b.png", "/photos/b.png", 4, 4,
+                                                          np.zeros((0, 5)))])
+    # one unreadable image, through the real writer: a second shard with an error row
+    from pipeline.rundir import RunDir
+
+    images = pa.table({"image_id": ["bad.jpg"], "path": ["/photos/bad.jpg"],
+                       "width": pa.array([None], pa.int32()),
+                       "height": pa.array([None], pa.int32()), "status": ["error"],
+                       "error": ["corrupt or truncated image: broken data stream"],
+                       "num_detections": pa.array([0], pa.int32()), "seconds": [0.0]},
+                      schema=IMAGES_SCHEMA)
+    from pipeline.datasets.manifest import ManifestEntry
+    from pipeline.shards import shard_digest
+
+    with RunDir.open_for_writing(run_dir) as run:
+        record = dict(run.record or {})
+        writer = run.begin(record)
+        writer.write(1, shard_digest([ManifestEntry("bad.jpg", "/photos/bad.jpg")]),
+                     DETECTIONS_SCHEMA.empty_table(), images)
+    out = tmp_path / "not" / "yet" / "there"
+    html_path, md_path, reports = write_report([run_dir], out)
+    md = md_path.read_text()
+    assert reports[0].num_images == 3 and reports[0].num_errors == 1
+    assert reports[0].num_detections == 3
+    assert "| photos-run | test | jittered-gt | 3 |  | 1 | 3 | 0.55 | 8.00 |" in md
+    assert "- `bad.jpg`: corrupt or truncated image: broken data stream" in md
+    page = html_path.read_text()
+    assert "score histogram" in page and "images that could not be read" in page
+    assert (out / "figures" / "score_histogram.png").is_file()

@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.datasets.wider import ATTRIBUTE_NAMES, SETTINGS, WiderGroundTruth, WiderImageRecord
-from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA, part_name, write_table_atomic
+from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
+from tests.rundir_support import write_run_dir as write_parts
 
 
 def tiny_gt(
@@ -31,7 +32,8 @@ def tiny_gt(
 
 def write_run_dir(run_dir: Path, rows: list[tuple], image_ids: list[str], shards: int = 1) -> None:
     """Write detections rows (image_id, x1, y1, x2, y2, score) and an images table, split
-    round-robin by image into ``shards`` part files."""
+    round-robin by image into ``shards`` part files, through the run directory's writer."""
+    pairs = []
     for k in range(shards):
         ids = image_ids[k::shards]
         part = [r for r in rows if r[0] in ids]
@@ -43,7 +45,6 @@ def write_run_dir(run_dir: Path, rows: list[tuple], image_ids: list[str], shards
             },
             schema=DETECTIONS_SCHEMA,
         )
-        write_table_atomic(det, run_dir / "detections" / part_name(k))
         counts = [sum(1 for r in part if r[0] == i) for i in ids]
         img = pa.table(
             {
@@ -58,4 +59,5 @@ def write_run_dir(run_dir: Path, rows: list[tuple], image_ids: list[str], shards
             },
             schema=IMAGES_SCHEMA,
         )
-        write_table_atomic(img, run_dir / "images" / part_name(k))
+        pairs.append((det, img))
+    write_parts(run_dir, pairs)
