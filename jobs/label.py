@@ -54,24 +54,19 @@ def images_spec(images: str) -> str:
 
 
 def export_labels(run_dir: str, kind: str, min_score: float) -> str:
-    """Export the run's detections with ``score >= min_score``; returns what was written."""
+    """Export the run's detections with ``score >= min_score``, clipped to each image (boxes
+    left without area dropped; the Parquet rows stay as detected); returns what was written."""
     if kind == "coco":
         from pipeline.coco import export_coco
 
         out = os.path.join(run_dir, COCO_FILE)
-        s = export_coco(run_dir, out, min_score=min_score)
+        s = export_coco(run_dir, out, min_score=min_score, clip=True)
         return (f"{out} ({s.num_images} images, {s.num_annotations} faces, "
                 f"{s.num_errors} unreadable images left out)")
-    import tempfile
-    from pathlib import Path
-
-    from pipeline.rundir import copy_run_with_min_score
     from reports.wider_export import export_wider_txt
 
     out = os.path.join(run_dir, WIDER_DIR)
-    with tempfile.TemporaryDirectory(prefix=".tmp-labels-", dir=run_dir) as tmp:
-        copy_run_with_min_score(Path(run_dir), Path(tmp), min_score)
-        w = export_wider_txt(tmp, out)
+    w = export_wider_txt(run_dir, out, clip=True, min_score=min_score)
     return (f"{out} ({w.num_files} files, {w.num_detections} faces, {w.num_empty} images "
             "without faces)")
 

@@ -1,8 +1,10 @@
 """`dsfd synth`: generate the synthetic benchmark (WIDER FACE and FDDB layouts) from a seed.
 
-Writes ``OUT/synth.json``, ``OUT/wider/...`` and ``OUT/fddb/...`` (see
-``pipeline.datasets.synthetic``). Refuses a non-empty ``OUT`` that is not a previous synthetic
-benchmark; a previous one is replaced.
+Writes ``OUT/synth.json``, ``OUT/wider/...``, ``OUT/fddb/...`` and the journal of what it
+created, ``OUT/.dsfd-synth-files.jsonl`` (see ``pipeline.datasets.synthetic``). A previous
+benchmark in ``OUT`` is replaced by deleting exactly the files and folders its journal records;
+when ``OUT`` holds anything else (a user's file, an edited file, a link, or no journal), the
+command refuses before changing anything and names the first such entry.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         required=True,
-        help="output folder (empty, new, or a previous synthetic benchmark, which is replaced)",
+        help="output folder: empty, new, or an earlier `dsfd synth` output holding nothing "
+        "else (its files are replaced)",
     )
     parser.add_argument("--images", type=_count, default=100, help="WIDER val images (100)")
     parser.add_argument("--train-images", type=_count, default=300, help="WIDER train images (300)")

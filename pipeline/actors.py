@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.datasets.folder import utf8_id
+from pipeline.datasets.folder import escape_path, utf8_id
 from pipeline.datasets.manifest import ManifestEntry
 from pipeline.images import DEFAULT_MAX_PIXELS, DecodedImage, ImageReadError, decode_image
 from pipeline.rundir import ShardWriter
@@ -302,7 +302,8 @@ def _state_checksum(model: Any) -> str:
 def _tables(items: list[_Item]) -> tuple[pa.Table, pa.Table]:
     """The shard's detections and images tables (explicit schemas, manifest order).
 
-    Ids and paths are stored as UTF-8: a non-UTF-8 file name keeps ``\\xNN`` escapes.
+    Ids and paths are stored as UTF-8: a non-UTF-8 file name keeps ``\\xNN`` escapes (a
+    literal backslash becomes ``\\\\``), so ``unescape_path(path)`` reopens the very file.
     """
     ok = [i for i in items if i.error is None]
     boxes = (np.concatenate([i.boxes for i in ok], axis=0) if ok
@@ -317,7 +318,7 @@ def _tables(items: list[_Item]) -> tuple[pa.Table, pa.Table]:
     heights = [i.image.height if i.image is not None else i.entry.height for i in items]
     images = pa.table(
         {"image_id": pa.array([utf8_id(i.entry.image_id) for i in items], pa.string()),
-         "path": pa.array([utf8_id(i.entry.path) for i in items], pa.string()),
+         "path": pa.array([escape_path(i.entry.path) for i in items], pa.string()),
          "width": pa.array(widths, pa.int32()), "height": pa.array(heights, pa.int32()),
          "status": pa.array(["ok" if i.error is None else "error" for i in items], pa.string()),
          "error": pa.array([None if i.error is None else utf8_id(i.error) for i in items],

@@ -38,3 +38,16 @@ def write_run_dir(root: str | Path, shards: Sequence[tuple[pa.Table, pa.Table]],
             writer.write(index, shard_digest(entries), detections, images)
         run.finish(lambda rec: rec.update(plan={"complete": True, "num_shards": len(shards)}))
     return RunDir.open(root)
+
+
+def add_shard(root: str | Path, index: int, detections: pa.Table, images: pa.Table, *,
+              config: dict[str, Any] | None = None) -> RunDir:
+    """Write one more shard into the run at ``root`` (begun with ``config`` when new)."""
+    with RunDir.open_for_writing(root) as run:
+        record = dict(run.record) if run.record else {
+            "config": dict(DEFAULT_CONFIG if config is None else config)}
+        writer = run.begin(record)
+        entries = [ManifestEntry(i, p) for i, p in zip(images["image_id"].to_pylist(),
+                                                       images["path"].to_pylist(), strict=True)]
+        writer.write(index, shard_digest(entries), detections, images)
+    return RunDir.open(root)

@@ -3,9 +3,13 @@
 Format: UTF-8 (a byte-order mark is allowed), one image path per line. Surrounding spaces are
 removed; blank lines and lines whose first non-space character is ``#`` are skipped. A
 relative path is relative to the folder of the list file, an absolute one is used as is. The
-image id is the path as written on the line. A line that is not valid UTF-8 or holds a control
-character (other than a tab) is malformed and raises ``ValueError`` naming the file and line.
-Duplicate lines are not detected (that would hold every id in memory).
+image id is the path as written on the line: it is valid UTF-8 by construction, so, unlike a
+folder's ids, it needs no escape and a backslash in it is kept as written (distinct lines give
+distinct ids). A line that is not valid UTF-8 or holds a control character (other than a tab)
+is malformed and raises ``ValueError`` naming the file and line, so a list cannot name a file
+whose name is not valid UTF-8. Where the entry's ``path`` is stored as text it goes through
+:func:`pipeline.datasets.folder.escape_path`, as every stored path does. Duplicate lines are
+not detected (that would hold every id in memory) and give duplicate ids.
 """
 
 from __future__ import annotations

@@ -9,9 +9,15 @@ project runs on it unchanged)::
     DIR/wider/eval_tools/ground_truth/wider_face_val.mat, wider_{easy,medium,hard}_val.mat
     DIR/fddb/FDDB-folds/FDDB-fold-{01..10}.txt, FDDB-fold-{01..10}-ellipseList.txt
     DIR/fddb/originalPics/<image_id>.jpg
+    DIR/.dsfd-synth-files.jsonl                           every folder and file created
 
 Every image is a pure function of ``(seed, split, index)``: the same seed gives byte-identical
-files. The WIDER part has five events (crowd, group, portrait, street, night) and therefore a
+files. A new run over ``DIR`` replaces an earlier benchmark only when ``DIR`` holds nothing but
+what the journal ``.dsfd-synth-files.jsonl`` records, unchanged (sha256); it then deletes
+exactly those files and folders. Anything else in ``DIR`` (a user's file, an edited file, a
+link) makes it refuse before changing anything, naming the first such entry.
+
+The WIDER part has five events (crowd, group, portrait, street, night) and therefore a
 WIDER-like face size distribution: many faces under 20 pixels, a tail of large ones. The
 easy/medium/hard keep lists follow :class:`SettingRules`; attributes follow
 :class:`~pipeline.datasets.synthetic_scene.AttributeRules`. FDDB images hold 1-4 larger faces,
@@ -20,9 +26,9 @@ annotated by the ellipse fitted to each drawn head.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +51,7 @@ GENERATOR_VERSION = "1"
 INFO_FILE = "synth.json"
 WIDER_DIR = "wider"
 FDDB_DIR = "fddb"
+JOURNAL_FILE = ".dsfd-synth-files.jsonl"
 
 # (event folder, scene kind, share of images)
 EVENTS: tuple[tuple[str, str, float], ...] = (
@@ -56,6 +63,8 @@ EVENTS: tuple[tuple[str, str, float], ...] = (
 )
 _SPLIT_STREAMS = {"train": 0, "val": 1, "fddb": 2}  # independent random streams per part
 _MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by " + GENERATOR_NAME.encode()
+_JOURNAL_HEADER: dict[str, Any] = {"generator": GENERATOR_NAME, "journal_version": 1}
+_FILE_KEYS = frozenset({"file", "size", "sha256", "gone"})
 
 
 @dataclass(frozen=True)
@@ -242,62 +251,328 @@ def pin_mat_header(path: Path) -> None:
 Progress = Callable[[str, int, int], None]
 
 
+def _file_digest(path: Path) -> tuple[int, str]:
+    """``(size in bytes, hex sha256)`` of a file, read in blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+class _FileJournal:
+    """Records, as generation goes, every folder and file the generator creates in ``root``.
+
+    The journal ``root/.dsfd-synth-files.jsonl`` holds one JSON object per line: the header
+    ``{"generator": GENERATOR_NAME, "journal_version": 1}`` (written by
+    :func:`prepare_output_dir`), then ``{"dir": REL}`` before a folder is created,
+    ``{"file": REL}`` before a file is created or replaced, ``{"file": REL, "size": N,
+    "sha256": H}`` once it is complete and ``{"file": REL, "gone": true}`` once it was renamed
+    away. ``REL`` is the ``/``-separated path relative to ``root``; the last line about a file
+    gives its state. Each line is flushed before the change it announces, so a killed run
+    leaves a journal that covers everything it created.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._fh = open(root / JOURNAL_FILE, "a", encoding="utf-8")  # closed by close()
+
+    def close(self) -> None:
+        """Close the journal file."""
+        self._fh.close()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def make_dirs(self, folder: Path) -> None:
+        """Create ``folder`` (under the root) and its missing parents, recording each."""
+        missing: list[Path] = []
+        while folder != self.root and not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        for item in reversed(missing):
+            self._log({"dir": self._rel(item)})
+            item.mkdir()
+
+    def will_write(self, path: Path) -> None:
+        """Record that ``path`` is about to be created or replaced; its folder is made."""
+        self.make_dirs(path.parent)
+        self._log({"file": self._rel(path)})
+
+    def wrote(self, path: Path) -> None:
+        """Record the size and sha256 of the complete file ``path``."""
+        size, digest = _file_digest(path)
+        self._log({"file": self._rel(path), "size": size, "sha256": digest})
+
+    def gone(self, path: Path) -> None:
+        """Record that ``path`` was renamed away (it must not exist any more)."""
+        self._log({"file": self._rel(path), "gone": True})
+
+
+def _check_rel(value: object, where: str) -> str:
+    """A journal path: relative, ``/``-separated, with no empty, ``.`` or ``..`` part."""
+    if not isinstance(value, str) or value.startswith("/") or "\\" in value:
+        raise ValueError(f"{where}: bad path {value!r}")
+    if value == JOURNAL_FILE or any(p in ("", ".", "..") for p in value.split("/")):
+        raise ValueError(f"{where}: bad path {value!r}")
+    return value
+
+
+def _journal_records(path: Path) -> list[Any]:
+    """The parsed lines of a journal; a last line cut short (no newline) that does not parse
+    is dropped, since its change was never made."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    records = []
+    for number, line in enumerate(lines[:-1], start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise ValueError(f"{path}:{number}: not a JSON object") from None
+    if lines[-1]:
+        try:
+            records.append(json.loads(lines[-1]))
+        except ValueError:
+            pass
+    return records
+
+
+def read_journal(root: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """What the journal in ``root`` records: files (``REL`` -> last record) and folders.
+
+    Raises:
+        FileNotFoundError: ``root`` has no journal.
+        ValueError: the journal is not this generator's, or a line is malformed or names a
+            path outside ``root``.
+    """
+    path = Path(root) / JOURNAL_FILE
+    records = _journal_records(path)
+    if not records or records[0] != _JOURNAL_HEADER:
+        raise ValueError(f"{path}: not a file list of {GENERATOR_NAME} (header {records[:1]})")
+    files: dict[str, dict[str, Any]] = {}
+    dirs: set[str] = set()
+    for number, record in enumerate(records[1:], start=2):
+        where = f"{path}:{number}"
+        if isinstance(record, dict) and set(record) == {"dir"}:
+            dirs.add(_check_rel(record["dir"], where))
+        elif isinstance(record, dict) and "file" in record and set(record) <= _FILE_KEYS:
+            files[_check_rel(record["file"], where)] = record
+        else:
+            raise ValueError(f"{where}: unexpected record {record!r}")
+    return files, dirs
+
+
+def _unproven(root: Path, rel: str, files: dict[str, dict[str, Any]]) -> str | None:
+    """Why the non-folder entry ``rel`` is not provably the generator's, or None."""
+    record = files.get(rel)
+    if record is None or record.get("gone"):
+        return f"{rel} was not written by dsfd synth"
+    if "sha256" not in record:
+        return None  # created by a run that stopped before the file was complete
+    path = root / rel
+    if path.is_symlink() or not path.is_file():
+        return f"{rel} is no longer the file dsfd synth wrote"
+    if _file_digest(path) != (record["size"], record["sha256"]):
+        return f"{rel} was changed since dsfd synth wrote it"
+    return None
+
+
+def first_unproven_entry(
+    root: str | os.PathLike[str], files: dict[str, dict[str, Any]], dirs: set[str]
+) -> str | None:
+    """The first entry under ``root`` (depth first, sorted) that the journal does not prove
+    to be the generator's, with the reason; None when every entry is proven.
+
+    A folder is proven when the journal records creating it (a link never is); a file when
+    its last record is complete and its size and sha256 still match, or when it was being
+    written when a run stopped.
+    """
+    top = Path(root)
+    for current, dirnames, filenames in os.walk(top):
+        here = Path(current).relative_to(top)
+        names = sorted(dirnames + filenames)
+        dirnames.sort()
+        for name in names:
+            rel = (here / name).as_posix()
+            if rel == JOURNAL_FILE:
+                continue
+            if name in dirnames and not (top / rel).is_symlink():
+                if rel not in dirs:
+                    return f"{rel}/ was not created by dsfd synth"
+                continue
+            problem = _unproven(top, rel, files)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _remove_recorded(root: Path, files: dict[str, dict[str, Any]], dirs: set[str]) -> None:
+    """Delete the recorded files that exist, then the recorded folders, deepest first."""
+    for rel, record in sorted(files.items()):
+        if not record.get("gone") and os.path.lexists(root / rel):
+            (root / rel).unlink()
+    for rel in sorted(dirs, key=lambda r: (-r.count("/"), r)):
+        if (root / rel).is_dir():
+            (root / rel).rmdir()
+
+
+def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Make ``out_dir`` ready for a generation and start its journal (see :class:`_FileJournal`).
+
+    A missing folder is created and an empty one is used. A folder holding an earlier
+    benchmark of this generator loses exactly the files and folders its journal records; that
+    happens only when every entry under ``out_dir`` is one the journal records, unchanged.
+    ``out_dir`` itself is never removed.
+
+    Raises:
+        ValueError: ``out_dir`` is a file, or a non-empty folder without this generator's
+            journal, or one holding an entry the generator did not write or a file changed
+            since (the one-line message names the first). Nothing is changed then.
+    """
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        files, dirs = _earlier_benchmark(path)
+        _remove_recorded(path, files, dirs)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / JOURNAL_FILE).write_text(json.dumps(_JOURNAL_HEADER) + "\n", encoding="utf-8")
+    return path
+
+
+def _earlier_benchmark(path: Path) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The journal of the earlier benchmark in the non-empty folder ``path``, checked against
+    the folder's content; raises ValueError (one line) when anything is not proven."""
+    if not (path / JOURNAL_FILE).is_file():
+        what = (
+            "a synthetic benchmark without the list of its files (written by an older dsfd)"
+            if is_synthetic_benchmark(path)
+            else "no synthetic benchmark"
+        )
+        raise ValueError(
+            f"{path}: folder is not empty and holds {what}; refusing to write into it "
+            "(nothing was changed): empty it yourself or choose another --out"
+        )
+    try:
+        files, dirs = read_journal(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: unreadable file list ({exc}); refusing to write into it"
+        ) from None
+    problem = first_unproven_entry(path, files, dirs)
+    if problem is not None:
+        raise ValueError(
+            f"{path}: {problem}; refusing to replace the benchmark (nothing was changed): "
+            "move it out of the folder or choose another --out"
+        )
+    return files, dirs
+
+
 def _generate_wider_split(
-    root: Path, config: SynthConfig, split: str, count: int, progress: Progress | None
+    root: Path,
+    config: SynthConfig,
+    split: str,
+    count: int,
+    progress: Progress | None,
+    journal: _FileJournal,
 ) -> dict[str, Any]:
     """Render and write one WIDER split; returns its counts (and keep counts for val)."""
     from pipeline.datasets.wider import (
         WiderImageRecord,
         wider_annotation_path,
-        wider_gt_dir,
         wider_images_dir,
         write_wider_annotations,
-        write_wider_eval_mats,
     )
 
     records = []
     images_dir = wider_images_dir(root, split)
     for index in range(count):
         image_id, scene = render_wider_image(config.seed, split, index, config.attributes)
-        save_jpeg(scene.image, images_dir / f"{image_id}.jpg", config.jpeg_quality)
+        image_path = images_dir / f"{image_id}.jpg"
+        journal.will_write(image_path)
+        save_jpeg(scene.image, image_path, config.jpeg_quality)
+        journal.wrote(image_path)
         boxes, attributes = scene_boxes_and_attributes(scene.faces)
         records.append(WiderImageRecord(image_id, boxes, attributes))
         if progress is not None:
             progress(f"wider {split}", index + 1, count)
     records.sort(key=lambda r: (r.event, r.image_id.rsplit("_", 1)[0], _index_of(r.image_id)))
-    write_wider_annotations(wider_annotation_path(root, split), records)
+    annotation_path = wider_annotation_path(root, split)
+    journal.will_write(annotation_path)
+    write_wider_annotations(annotation_path, records)
+    journal.wrote(annotation_path)
     counts: dict[str, Any] = {
         "images": len(records),
         "faces": int(sum(r.num_faces for r in records)),
     }
     if split == "val":
-        keeps = [config.settings.keep(r.boxes_xywh, r.attributes) for r in records]
-        keep = {s: [k[s] for k in keeps] for s in ("easy", "medium", "hard")}
-        for path in write_wider_eval_mats(wider_gt_dir(root), records, keep).values():
-            pin_mat_header(path)
-        counts.update({s: int(sum(len(k) for k in keep[s])) for s in keep})
+        counts.update(_write_val_eval_files(root, config, records, journal))
     return counts
+
+
+def _write_val_eval_files(
+    root: Path, config: SynthConfig, records: list[Any], journal: _FileJournal
+) -> dict[str, int]:
+    """Write the four evaluation ``.mat`` files of val; returns the easy/medium/hard counts."""
+    from pipeline.datasets.wider import (
+        ALL_FACES_MAT,
+        SETTING_MATS,
+        wider_gt_dir,
+        write_wider_eval_mats,
+    )
+
+    keeps = [config.settings.keep(r.boxes_xywh, r.attributes) for r in records]
+    keep = {s: [k[s] for k in keeps] for s in ("easy", "medium", "hard")}
+    gt_dir = wider_gt_dir(root)
+    for name in (ALL_FACES_MAT, *SETTING_MATS.values()):
+        journal.will_write(gt_dir / name)
+    for path in write_wider_eval_mats(gt_dir, records, keep).values():
+        pin_mat_header(path)
+        journal.wrote(path)
+    return {s: int(sum(len(k) for k in keep[s])) for s in keep}
 
 
 def _index_of(image_id: str) -> int:
     return int(image_id.rsplit("_", 1)[1])
 
 
-def _generate_fddb(root: Path, config: SynthConfig, progress: Progress | None) -> dict[str, Any]:
+def _generate_fddb(
+    root: Path, config: SynthConfig, progress: Progress | None, journal: _FileJournal
+) -> dict[str, Any]:
     """Render and write the FDDB part (10 contiguous folds); returns its counts."""
-    from pipeline.datasets.fddb import IMAGE_EXT, IMAGES_DIR, NUM_FOLDS, write_fddb_folds
+    from pipeline.datasets.fddb import (
+        FOLDS_DIR,
+        IMAGE_EXT,
+        IMAGES_DIR,
+        NUM_FOLDS,
+        ellipse_list_name,
+        fold_list_name,
+        write_fddb_folds,
+    )
 
     folds: list[list[tuple[str, np.ndarray]]] = [[] for _ in range(NUM_FOLDS)]
     num_faces = 0
     for index in range(config.num_fddb):
         image_id, scene = render_fddb_image(config.seed, index, config.num_fddb, config.attributes)
-        save_jpeg(scene.image, root / IMAGES_DIR / f"{image_id}{IMAGE_EXT}", config.jpeg_quality)
+        image_path = root / IMAGES_DIR / f"{image_id}{IMAGE_EXT}"
+        journal.will_write(image_path)
+        save_jpeg(scene.image, image_path, config.jpeg_quality)
+        journal.wrote(image_path)
         ellipses = fddb_ellipses(scene.faces)
         folds[fddb_fold_of(index, config.num_fddb, NUM_FOLDS) - 1].append((image_id, ellipses))
         num_faces += len(ellipses)
         if progress is not None:
             progress("fddb", index + 1, config.num_fddb)
-    write_fddb_folds(root, folds)
+    for fold in range(1, NUM_FOLDS + 1):
+        journal.will_write(root / FOLDS_DIR / fold_list_name(fold))
+        journal.will_write(root / FOLDS_DIR / ellipse_list_name(fold))
+    for path in write_fddb_folds(root, folds):
+        journal.wrote(path)
     return {"images": config.num_fddb, "faces": num_faces, "folds": NUM_FOLDS}
 
 
@@ -330,34 +605,16 @@ def read_synth_info(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Make ``out_dir`` ready: create it, or clear a previous synthetic benchmark in it.
-
-    Raises:
-        ValueError: ``out_dir`` is a file, or a non-empty folder that is not a synthetic
-            benchmark (nothing is deleted then).
-    """
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        if not is_synthetic_benchmark(path):
-            raise ValueError(
-                f"{path}: folder is not empty and holds no synthetic benchmark "
-                f"({INFO_FILE}); refusing to write into it"
-            )
-        for name in (WIDER_DIR, FDDB_DIR):
-            if (path / name).is_dir():
-                shutil.rmtree(path / name)
-        (path / INFO_FILE).unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
+def _write_info(journal: _FileJournal, data: dict[str, Any]) -> None:
+    """Write ``synth.json`` atomically (temporary file, then rename), recorded in the journal."""
+    final = journal.root / INFO_FILE
+    tmp = final.with_name(f".tmp-{final.name}")
+    journal.will_write(tmp)
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    journal.will_write(final)
+    os.replace(tmp, final)
+    journal.gone(tmp)
+    journal.wrote(final)
 
 
 def generate_benchmark(
@@ -365,16 +622,22 @@ def generate_benchmark(
 ) -> dict[str, Any]:
     """Generate the synthetic benchmark into ``out_dir`` (see the module docstring).
 
-    ``synth.json`` is written first with status ``incomplete`` (so that an interrupted run
-    can be regenerated over) and last with status ``complete`` and the counts.
+    ``synth.json`` is written first with status ``incomplete`` and last with status
+    ``complete`` and the counts. Every folder and file created is recorded in the journal
+    ``.dsfd-synth-files.jsonl`` first, so that a later run (after this one finished or was
+    killed) removes exactly them (see :func:`prepare_output_dir`).
 
     Args:
-        out_dir: empty or missing folder, or a previous synthetic benchmark (replaced).
+        out_dir: empty or missing folder, or a previous synthetic benchmark of this generator
+            holding nothing else (its files are replaced).
         config: what to generate.
         progress: called as ``progress(part, done, total)`` after each image.
 
     Returns:
         The content of ``synth.json``.
+
+    Raises:
+        ValueError: ``out_dir`` cannot be used (see :func:`prepare_output_dir`).
     """
     path = prepare_output_dir(out_dir)
     info: dict[str, Any] = {
@@ -389,14 +652,18 @@ def generate_benchmark(
         "fddb_annotation": "ellipse fitted to each drawn head; invalid faces not annotated",
         "status": "incomplete",
     }
-    _write_json(path / INFO_FILE, info)
-    wider_root = path / WIDER_DIR
-    counts: dict[str, Any] = {
-        "train": _generate_wider_split(wider_root, config, "train", config.num_train, progress),
-        "val": _generate_wider_split(wider_root, config, "val", config.num_val, progress),
-    }
-    if config.num_fddb:
-        counts["fddb"] = _generate_fddb(path / FDDB_DIR, config, progress)
-    info.update(counts=counts, status="complete")
-    _write_json(path / INFO_FILE, info)
+    journal = _FileJournal(path)
+    try:
+        _write_info(journal, info)
+        wider_root = path / WIDER_DIR
+        counts: dict[str, Any] = {
+            split: _generate_wider_split(wider_root, config, split, count, progress, journal)
+            for split, count in (("train", config.num_train), ("val", config.num_val))
+        }
+        if config.num_fddb:
+            counts["fddb"] = _generate_fddb(path / FDDB_DIR, config, progress, journal)
+        info.update(counts=counts, status="complete")
+        _write_info(journal, info)
+    finally:
+        journal.close()
     return info

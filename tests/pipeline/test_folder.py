@@ -1,4 +1,5 @@
-"""Image folders (streamed, sorted, ids relative with extension) and list files."""
+"""Image folders (streamed, sorted, ids relative with extension, escaped reversibly, odd entries
+reported not raised) and list files."""
 
 from __future__ import annotations
 
@@ -6,9 +7,19 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.datasets.folder import FolderDataset, is_image_name, iter_image_files
+from pipeline.datasets.folder import (
+    FolderDataset,
+    escape_path,
+    is_image_name,
+    iter_image_files,
+    unescape_path,
+    utf8_id,
+)
 from pipeline.datasets.listfile import ListFileDataset
+from pipeline.images import ImageReadError, decode_image
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -134,3 +145,133 @@ def test_list_file_malformed_lines(tmp_path: Path, content: bytes, line: int, wh
 def test_list_file_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         ListFileDataset(tmp_path / "nope.txt")
+
+
+# ---------------------------------------------------------------------------- odd names
+
+
+def _raw_write(folder: Path, name: bytes, data: bytes) -> None:
+    """Create a file whose name is the raw bytes ``name`` (skips where the file system
+    refuses names that are not valid UTF-8)."""
+    try:
+        with open(os.path.join(os.fsencode(folder), name), "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        pytest.skip(f"file system refuses the name {name!r}: {exc}")
+
+
+def test_colliding_escapes_get_distinct_ids_and_paths_reopen(tmp_path: Path) -> None:
+    _raw_write(tmp_path, b"caf\xe9.png", b"raw byte name")
+    _raw_write(tmp_path, b"caf\\xe9.png", b"literal backslash name")
+    _raw_write(tmp_path, b"plain.png", b"plain")
+    entries = list(FolderDataset(tmp_path).iter_manifest())
+    ids = [e.image_id for e in entries]
+    assert sorted(ids) == sorted(["caf\\xe9.png", "caf\\\\xe9.png", "plain.png"])
+    assert len(set(ids)) == 3 and all(i.encode("utf-8") for i in ids)
+    expected = {
+        "caf\\xe9.png": b"raw byte name",
+        "caf\\\\xe9.png": b"literal backslash name",
+        "plain.png": b"plain",
+    }
+    for entry in entries:
+        stored = escape_path(entry.path)  # the text a run directory stores
+        stored.encode("utf-8")
+        with open(unescape_path(stored), "rb") as fh:
+            assert fh.read() == expected[entry.image_id]
+        with open(os.fsencode(unescape_path(stored)), "rb") as fh:  # the exact raw bytes
+            assert fh.read() == expected[entry.image_id]
+        with open(entry.path, "rb") as fh:
+            assert fh.read() == expected[entry.image_id]
+    assert escape_path(str(tmp_path / "plain.png")) == str(tmp_path / "plain.png")
+
+
+def test_escape_is_the_old_one_for_names_without_backslash() -> None:
+    raw = os.fsdecode(b"d\xffir/caf\xe9.jpg")
+    assert escape_path(raw) == utf8_id(raw) == "d\\xffir/caf\\xe9.jpg"
+    assert escape_path("Ω/ü.ppm") == "Ω/ü.ppm"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=12), min_size=2, max_size=2))
+def test_escape_path_is_injective_and_reversible(names: list[bytes]) -> None:
+    texts = [os.fsdecode(name) for name in names]
+    escaped = [escape_path(text) for text in texts]
+    for text, esc in zip(texts, escaped, strict=True):
+        esc.encode("utf-8")  # valid UTF-8
+        assert unescape_path(esc) == text
+        assert os.fsencode(unescape_path(esc)) == os.fsencode(text)
+    assert (escaped[0] == escaped[1]) == (names[0] == names[1])
+
+
+@given(st.text(max_size=20))
+def test_escape_path_round_trips_any_text(text: str) -> None:
+    assert unescape_path(escape_path(text)) == text
+
+
+@pytest.mark.parametrize("text", ["a\\b", "a\\x41", "a\\udc80", "a\\x4", "end\\"])
+def test_unescape_refuses_what_escape_never_writes(text: str) -> None:
+    with pytest.raises(ValueError, match="not an escaped path"):
+        unescape_path(text)
+
+
+# ---------------------------------------------------------------------------- odd entries
+
+
+def test_links_that_cannot_be_followed_become_entries(tmp_path: Path) -> None:
+    _touch(tmp_path, "ok.jpg", "sub/b.jpg")
+    (tmp_path / "ok.jpg").write_bytes(b"\xff\xd8 not really")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "missing.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")  # ELOOP
+    (tmp_path / "ping.png").symlink_to(tmp_path / "pong.png")
+    (tmp_path / "pong.png").symlink_to(tmp_path / "ping.png")
+    (tmp_path / "selfdir").symlink_to(tmp_path / "selfdir")  # a "folder" that loops
+    (tmp_path / "gone_dir").symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    (tmp_path / "sub/up").symlink_to(tmp_path, target_is_directory=True)  # a cycle
+    (tmp_path / "notes.txt").write_text("not an image")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    entries = list(FolderDataset(tmp_path).iter_manifest())  # does not raise
+    assert [e.image_id for e in entries] == [
+        "dangling.jpg",
+        "gone_dir",
+        "loop.jpg",
+        "ok.jpg",
+        "ping.png",
+        "pipe.jpg",
+        "pong.png",
+        "selfdir",
+        "sub/b.jpg",
+    ]
+    reasons = {}
+    for entry in entries:
+        try:
+            decode_image(entry.path)
+        except ImageReadError as exc:
+            reasons[entry.image_id] = str(exc)
+    assert "file not found" in reasons["dangling.jpg"]
+    assert "file not found" in reasons["gone_dir"]
+    assert "symbolic links" in reasons["loop.jpg"] and "symbolic links" in reasons["selfdir"]
+    assert "not a regular file" in reasons["pipe.jpg"]
+    assert "empty file" in reasons["sub/b.jpg"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
+def test_unreadable_folder_becomes_an_entry(tmp_path: Path) -> None:
+    _touch(tmp_path, "a.jpg", "locked/x.jpg", "z.jpg")
+    (tmp_path / "locked").chmod(0)
+    try:
+        ids = [e.image_id for e in FolderDataset(tmp_path).iter_manifest()]
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert ids == ["a.jpg", "locked", "z.jpg"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
+def test_unlistable_root_fails_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    root.chmod(0o100)  # can enter, cannot list
+    try:
+        with pytest.raises(PermissionError, match="image folder cannot be listed"):
+            FolderDataset(root)
+    finally:
+        root.chmod(0o755)

@@ -277,11 +277,14 @@ def test_output_folder_rules(tmp_path: Path) -> None:
     generate_benchmark(out, SynthConfig(seed=1, num_val=3, num_train=2, num_fddb=10))
     stale = out / "wider/WIDER_val/images/stale.jpg"
     stale.write_bytes(b"old")
-    (out / "notes.txt").write_text("user file")
-    info = generate_benchmark(out, SynthConfig(seed=1, num_val=2, num_train=1, num_fddb=0))
+    smaller = SynthConfig(seed=1, num_val=2, num_train=1, num_fddb=0)
+    with pytest.raises(ValueError, match="stale.jpg was not written by dsfd synth"):
+        generate_benchmark(out, smaller)  # a file it did not write: refused, nothing deleted
+    assert stale.read_bytes() == b"old" and (out / "fddb").is_dir()
+    stale.unlink()
+    info = generate_benchmark(out, smaller)  # its own earlier benchmark: replaced
     assert is_synthetic_benchmark(out) and info["counts"]["val"]["images"] == 2
-    assert not stale.exists() and not (out / "fddb").exists()
-    assert (out / "notes.txt").read_text() == "user file"
+    assert not (out / "fddb").exists()
     assert json.loads((out / INFO_FILE).read_text())["status"] == "complete"
 
 
@@ -314,7 +317,7 @@ def test_dsfd_synth_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(argv) == 0
     assert "WIDER val:   2 images" in capsys.readouterr().out
     assert read_synth_info(out)["seed"] == 4
-    assert main(argv) == 0  # a previous benchmark is replaced
+    assert main(argv) == 0  # a previous benchmark of its own is replaced
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x").write_text("x")
