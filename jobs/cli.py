@@ -12,9 +12,8 @@ import importlib
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from jobs.common import CommandError
+from jobs.common import CommandError, interrupt_on_sigterm
 
 # subcommand -> (module, one-line help); "eval" and "export" have their own sub-subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -69,18 +68,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM ends a command as Ctrl-C does: its clean-up runs (lock released, the local Ray
-    it started shut down) instead of the process vanishing mid-way."""
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args._module)
     try:
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:

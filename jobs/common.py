@@ -7,9 +7,13 @@ Nothing heavy is imported here (no torch, no Ray at import time), so ``dsfd eval
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 
 class CommandError(Exception):
@@ -62,6 +66,35 @@ def note(command: str, message: str) -> None:
     print(f"dsfd {command}: note: {message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send what Python code prints on stdout to stderr meanwhile (Ray prints its banner and
+    its workers' error messages with ``print``), so stdout carries the command's results
+    only."""
+    stdout = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = stdout
+
+
+def interrupt_on_sigterm(signum: int = signal.SIGTERM, frame: Any = None) -> None:
+    """SIGTERM handler: end a command as Ctrl-C does, so its clean-up runs (lock released,
+    the local Ray it started shut down) instead of the process vanishing mid-way."""
+    raise KeyboardInterrupt
+
+
+def _start_reaper() -> None:
+    """A watcher that ends this process's local Ray once this process is gone, even when it
+    is killed outright (``jobs/ray_reaper.py``)."""
+    import subprocess
+
+    subprocess.Popen([sys.executable, "-m", "jobs.ray_reaper", str(os.getpid())],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
 def init_ray(address: str | None) -> bool:
     """Start a local Ray, or join ``address`` / ``$RAY_ADDRESS``; True when started here.
 
@@ -75,13 +108,14 @@ def init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    stdout = sys.stdout
-    sys.stdout = sys.stderr  # ray.init prints its banner on stdout
-    try:
+    with stdout_to_stderr():  # ray.init prints its banner on stdout
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
+            _start_reaper()
             ray.init(include_dashboard=False, log_to_driver=False)
-    finally:
-        sys.stdout = stdout
+    try:  # ray.init installs a handler that exits at once on SIGTERM: take it back
+        signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+    except ValueError:  # not the main thread
+        pass
     return True

@@ -20,6 +20,7 @@ from jobs.common import (
     non_negative_float,
     positive_float,
     positive_int,
+    stdout_to_stderr,
 )
 
 DEFAULT_MODEL = "shipped"
@@ -128,10 +129,17 @@ def _run_on_ray(args: argparse.Namespace, source: Any, run: Any, config: Any, cl
                 dataset_spec: str, model: dict[str, Any]) -> Any:
     from pipeline.runner import run_inference
 
-    started = init_ray(args.address)
     try:
-        return run_inference(source, run, config, cluster, dataset_spec=dataset_spec,
-                             model=model)
+        with stdout_to_stderr():  # Ray's own messages stay off stdout, shutdown included
+            started = init_ray(args.address)
+            try:
+                return run_inference(source, run, config, cluster, dataset_spec=dataset_spec,
+                                     model=model)
+            finally:
+                if started:
+                    import ray
+
+                    ray.shutdown()
     except RuntimeError as exc:
         raise CommandError(str(exc).splitlines()[0]) from exc
     except OSError as exc:  # the run directory: disk full, read-only, vanished, ...
@@ -139,11 +147,6 @@ def _run_on_ray(args: argparse.Namespace, source: Any, run: Any, config: Any, cl
             raise
         raise CommandError(str(exc).strip().splitlines()[0] if str(exc).strip()
                            else type(exc).__name__) from exc
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
 
 
 def describe_summary(summary: Any) -> str:
