@@ -113,9 +113,9 @@ def test_a_run_into_a_folder_another_job_owns_is_refused_before_ray(
 
 def test_label_into_the_project_holding_its_photos_is_refused_and_nothing_is_touched(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.pipeline.odd_images import gradient_rgb
-
     from PIL import Image
+
+    from tests.pipeline.odd_images import gradient_rgb
 
     project = tmp_path / "project"
     (project / "images").mkdir(parents=True)
