@@ -430,9 +430,9 @@ def write_report(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"report output {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     reports = [summarize_run(d, None if names is None else names[k])
                for k, d in enumerate(run_dirs)]
+    out.mkdir(parents=True, exist_ok=True)  # only once every run has been read
     figures = _figures(reports, out / "figures")
     anchor_pngs, anchor_summary = _anchor_figures(Path(anchors_dir) if anchors_dir else None)
     html_path, md_path = out / "index.html", out / "report.md"
