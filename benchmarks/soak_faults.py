@@ -25,7 +25,7 @@ digest ``run.json`` records (read through ``RunDir``, which refuses a mixed fold
 the user's file unchanged. Prints one line per trial and a
 summary with PASS or FAIL (exit status 1 on FAIL)::
 
-    .venv/bin/python benchmarks/soak_faults.py [--trials 20] [--seed 0] [--json FILE]
+    .venv/bin/python benchmarks/soak_faults.py [--trials 20] [--seed 0] [--cycle] [--json FILE]
 """
 
 from __future__ import annotations
@@ -326,10 +326,12 @@ def _driver_trial(setup: SoakSetup, result: TrialResult, run_dir: Path) -> None:
         result.problems.append(f"resume failed: {done.stderr.strip()[-300:]}")
 
 
-def run_trial(setup: SoakSetup, trial: int, seed: int) -> TrialResult:
-    """One seeded trial: draw the fault, run, inject, check."""
+def run_trial(setup: SoakSetup, trial: int, seed: int, cycle: bool = False) -> TrialResult:
+    """One seeded trial: draw the fault (or take the next kind in turn), run, inject, check."""
     rng = random.Random(seed * 100_003 + trial)
     kind = rng.choice(KINDS)
+    if cycle:
+        kind = KINDS[trial % len(KINDS)]
     num_shards = -(-setup.num_images // setup.shard_size)
     result = TrialResult(trial=trial, kind=kind,
                          wait_parts=rng.randrange(0, num_shards // 2 + 1),
@@ -399,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=12, help="synthetic images per run")
     parser.add_argument("--shard-size", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="write the summary here")
+    parser.add_argument("--cycle", action="store_true",
+                        help="take the fault kinds in turn instead of drawing them")
     args = parser.parse_args(argv)
     if args.trials < 1 or args.images < 2 or args.shard_size < 1:
         parser.error("--trials >= 1, --images >= 2 and --shard-size >= 1 are needed")
@@ -416,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                               reference=_reference(root, checkpoint, work, args.shard_size))
             results = []
             for trial in range(args.trials):
-                results.append(run_trial(setup, trial, args.seed))
+                results.append(run_trial(setup, trial, args.seed, args.cycle))
                 _print_trial(results[-1])
         finally:
             ray.shutdown()
