@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from dsfd import build_model
-from dsfd.config import MODEL_NAMES
 from dsfd.optimize import InferenceOptions, optimize_for_inference
+from dsfd.registry import model_names
 
 HEIGHT, WIDTH = 480, 640
 
@@ -191,7 +191,7 @@ def main() -> None:
           f"({args.peak_size}^3 torch.mm, same process)\n")
     print("| model | width | batch | ms / forward | images/s | GFLOP | GFLOP/s | of peak |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    names = list(MODEL_NAMES)
+    names = list(model_names())
     models = model_rows(names, args.width, args.batch, args.repeats, peak, not args.quick)
     print(f"\nInference settings, {args.step_model} width {args.width:g}, batch 1 "
           f"(median of {args.repeats}, round-robin):\n")

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from dsfd.build import build_from_config
-from dsfd.config import MODEL_NAMES, ModelConfig
+from dsfd.config import ModelConfig
+from dsfd.registry import model_names
 
 
 def conv_macs(model: nn.Module, size: int) -> int:
@@ -44,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"| model | width | parameters | conv GMACs at {args.size}x{args.size} |")
     print("|---|---|---:|---:|")
-    for name in MODEL_NAMES:
+    for name in model_names():
         with torch.device("meta"):
             model = build_from_config(ModelConfig(name=name, width=args.width)).eval()
         params = sum(p.numel() for p in model.parameters())

@@ -2,6 +2,7 @@
 
 Architectures are kept apart from weight loading (see :mod:`dsfd.checkpoint`): builders return
 randomly initialised models (Xavier for the new layers, as the paper says; He for backbones).
+Each architecture is one builder registered with ``@register_model(name)``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dsfd.backbones import RESNET_BLOCKS, VGG16, Bottleneck, L2Norm, ResNet, ext
 from dsfd.config import ModelConfig, scaled
 from dsfd.fem import FeatureEnhanceModule
 from dsfd.model import DSFD
+from dsfd.registry import get_builder, register_model
 from dsfd.release import ReleaseDSFD
 
 L2NORM_SCALES: tuple[float, float, float] = (10.0, 8.0, 5.0)  # conv3_3, conv4_3, conv5_3
@@ -47,18 +49,13 @@ def _init_backbone(module: nn.Module) -> None:
             nn.init.zeros_(m.bn3.weight)
 
 
-def _build_paper(config: ModelConfig) -> DSFD:
-    backbone: VGG16 | ResNet
-    if config.name == "vgg16":
-        backbone = VGG16(config.width)
-        extras = extra_layers(backbone.out_channels[-1], config.width, batch_norm=False)
-    else:
-        backbone = ResNet(RESNET_BLOCKS[config.name], config.width)
-        extras = extra_layers(backbone.out_channels[-1], config.width, batch_norm=True)
+def _assemble(config: ModelConfig, backbone: VGG16 | ResNet, extras: nn.Module,
+              l2norm: bool) -> DSFD:
+    """The dual-shot model around ``backbone``: FEM, both shots' heads, initialised."""
     # conv6_2 and conv7_2 have 512 and 256 channels (scaled) for every backbone
     channels = [*backbone.out_channels, scaled(512, config.width), scaled(256, config.width)]
     norms = nn.ModuleList(nn.Identity() for _ in range(6))
-    if config.name == "vgg16":
+    if l2norm:
         for level, scale in enumerate(L2NORM_SCALES):
             norms[level] = L2Norm(channels[level], scale)
     fem = FeatureEnhanceModule(channels)
@@ -70,7 +67,41 @@ def _build_paper(config: ModelConfig) -> DSFD:
     return model
 
 
-def _build_release(config: ModelConfig) -> ReleaseDSFD:
+@register_model("vgg16")
+def build_vgg16(config: ModelConfig) -> DSFD:
+    """The extended VGG16 of S3FD/PyramidBox, L2Norm on conv3_3/4_3/5_3."""
+    backbone = VGG16(config.width)
+    extras = extra_layers(backbone.out_channels[-1], config.width, batch_norm=False)
+    return _assemble(config, backbone, extras, l2norm=True)
+
+
+def _build_resnet(config: ModelConfig) -> DSFD:
+    backbone = ResNet(RESNET_BLOCKS[config.name], config.width)
+    extras = extra_layers(backbone.out_channels[-1], config.width, batch_norm=True)
+    return _assemble(config, backbone, extras, l2norm=False)
+
+
+@register_model("resnet50")
+def build_resnet50(config: ModelConfig) -> DSFD:
+    """ResNet50 backbone (batch norm in the extra layers)."""
+    return _build_resnet(config)
+
+
+@register_model("resnet101")
+def build_resnet101(config: ModelConfig) -> DSFD:
+    """ResNet101 backbone."""
+    return _build_resnet(config)
+
+
+@register_model("resnet152")
+def build_resnet152(config: ModelConfig) -> DSFD:
+    """ResNet152 backbone."""
+    return _build_resnet(config)
+
+
+@register_model("release-r152")
+def build_release(config: ModelConfig) -> ReleaseDSFD:
+    """The network of the one official checkpoint (see ``dsfd/release.py``)."""
     model = ReleaseDSFD(config)
     _init_backbone(nn.ModuleList([model.layer1, model.layer2, model.layer3, model.layer4]))
     _init_new_layers(*(m for name, m in model.named_children() if not name.startswith("layer")
@@ -82,8 +113,8 @@ def build_model(name: str = "vgg16", width: float = 1.0, input_size: int = 640) 
     """Build a randomly initialised DSFD model.
 
     Args:
-        name: ``"vgg16"``, ``"resnet50"``, ``"resnet101"``, ``"resnet152"`` or
-            ``"release-r152"``.
+        name: a registered architecture (:func:`dsfd.registry.model_names`: ``"vgg16"``,
+            ``"resnet50"``, ``"resnet101"``, ``"resnet152"``, ``"release-r152"``).
         width: channel multiplier (1.0 = the real network).
         input_size: nominal input side in pixels, stored in the config.
 
@@ -95,7 +126,6 @@ def build_model(name: str = "vgg16", width: float = 1.0, input_size: int = 640) 
 
 
 def build_from_config(config: ModelConfig) -> nn.Module:
-    """Build the model a :class:`ModelConfig` describes (random init)."""
-    if config.name == "release-r152":
-        return _build_release(config)
-    return _build_paper(config)
+    """Build the model a :class:`ModelConfig` describes (random init), by its registered
+    builder (:mod:`dsfd.registry`)."""
+    return get_builder(config.name)(config)

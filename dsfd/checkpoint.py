@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from dsfd.build import build_from_config
-from dsfd.config import MODEL_NAMES, ModelConfig
+from dsfd.config import ModelConfig
+from dsfd.registry import model_names
 from dsfd.shipped import SHIPPED_SPEC, shipped_model_path
 
 CHECKPOINT_FORMAT = "dsfd-checkpoint"
@@ -215,7 +216,7 @@ def load_model(spec: str, map_location: Any = "cpu") -> tuple[nn.Module, ModelIn
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
-    if spec in MODEL_NAMES:
+    if spec in model_names():
         config = ModelConfig(name=spec)
         model = _to(build_from_config(config), map_location).eval()
         return model, ModelInfo(spec, config, None, "random-init")
@@ -224,7 +225,7 @@ def load_model(spec: str, map_location: Any = "cpu") -> tuple[nn.Module, ModelIn
     want_release = spec.startswith(RELEASE_PREFIX)
     path = Path(spec[len(RELEASE_PREFIX):] if want_release else spec)
     if not path.is_file():
-        raise FileNotFoundError(f"model {spec!r}: not a model name {list(MODEL_NAMES)} and "
+        raise FileNotFoundError(f"model {spec!r}: not a model name {list(model_names())} and "
                                 f"no such file {path}")
     model, info = _from_file(path, map_location, want_release)
     return model.eval(), info

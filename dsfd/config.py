@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-MODEL_NAMES: tuple[str, ...] = ("vgg16", "resnet50", "resnet101", "resnet152", "release-r152")
 INPUT_FORMATS: tuple[str, ...] = ("bgr_mean", "rgb_imagenet")
 
 
@@ -14,8 +13,9 @@ class ModelConfig:
     """Architecture settings of a DSFD model.
 
     Attributes:
-        name: ``"vgg16"``, ``"resnet50"``, ``"resnet101"``, ``"resnet152"`` (paper-faithful dual
-            shot) or ``"release-r152"`` (the network of the official checkpoint).
+        name: a registered architecture (:func:`dsfd.registry.model_names`): ``"vgg16"``,
+            ``"resnet50"``, ``"resnet101"``, ``"resnet152"`` (paper-faithful dual shot) or
+            ``"release-r152"`` (the network of the official checkpoint).
         width: channel multiplier (1.0 = the real network); small values make fast variants
             for tests and CPU demos. Every channel count ``c`` becomes ``max(4, round(c*width))``.
         input_size: nominal square training/input side in pixels (640 in the paper). The model
@@ -27,8 +27,11 @@ class ModelConfig:
     input_size: int = 640
 
     def __post_init__(self) -> None:
-        if self.name not in MODEL_NAMES:
-            raise ValueError(f"ModelConfig.name: expected one of {MODEL_NAMES}, got {self.name!r}")
+        from dsfd.registry import model_names
+
+        if self.name not in model_names():
+            raise ValueError(f"ModelConfig.name: expected one of {model_names()}, "
+                             f"got {self.name!r}")
         if not isinstance(self.width, int | float) or not 0 < self.width <= 4:
             raise ValueError(f"ModelConfig.width: expected a number in (0, 4], got {self.width!r}")
         if not isinstance(self.input_size, int) or self.input_size < 32:

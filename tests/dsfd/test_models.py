@@ -12,9 +12,10 @@ from dsfd import DSFDOutput, ModelConfig, build_model
 from dsfd.anchors import feature_sizes, make_anchors
 from dsfd.backbones import L2Norm
 from dsfd.fem import FeatureEnhanceModule
+from dsfd.registry import model_names
 from dsfd.release import ReleaseDSFD, max_in_out
 
-NAMES = ["vgg16", "resnet50", "resnet101", "resnet152", "release-r152"]
+NAMES = list(model_names())  # every registered architecture
 RELEASE_PARAMS = 120_058_406
 
 
