@@ -49,7 +49,7 @@ def _init_backbone(module: nn.Module) -> None:
             nn.init.zeros_(m.bn3.weight)
 
 
-def _assemble(config: ModelConfig, backbone: VGG16 | ResNet, extras: nn.Module,
+def _assemble(config: ModelConfig, backbone: VGG16 | ResNet, extras: nn.ModuleList,
               l2norm: bool) -> DSFD:
     """The dual-shot model around ``backbone``: FEM, both shots' heads, initialised."""
     # conv6_2 and conv7_2 have 512 and 256 channels (scaled) for every backbone
