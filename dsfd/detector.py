@@ -26,6 +26,12 @@ DEFAULT_POSTPROCESS = PostprocessConfig()
 EMPTY_PASS_PLACEHOLDER = (0.0, 0.0, 0.0, 0.0, 0.001)  # what the official detect_face returns
 
 
+def max_size_scale(height: int, width: int, max_size: int) -> float:
+    """The factor that brings the longer side down to ``max_size`` (1.0 when it fits)."""
+    longer = max(height, width)
+    return max_size / longer if longer > max_size else 1.0
+
+
 class Detector:
     """Face detection with a DSFD model.
 
@@ -56,17 +62,21 @@ class Detector:
         self.input_format: str = input_format
         self.anchor_spec: AnchorSpec = specs[1]
 
-    def prepare(self, image: Any, *, scale: float = 1.0) -> Tensor:
+    def prepare(self, image: Any, *, scale: float = 1.0, max_size: int | None = None) -> Tensor:
         """An image as network input: ``[3, H', W']`` float32 on the CPU.
 
         Args:
             image: ``[H, W, 3]`` uint8 RGB, ``[H, W]`` uint8 grayscale or a ``PIL.Image``.
             scale: resize factor (cv2 ``INTER_LINEAR`` semantics, see :mod:`dsfd.preprocess`).
+            max_size: instead of ``scale``: downscale so the longer side is ``max_size`` when
+                it exceeds it (as :meth:`detect` does).
 
         Returns:
             Colour order and mean of ``model.input_format``; ``H' = round(H * scale)``.
         """
         pixels = image_to_tensor(image)  # [3, H, W] RGB 0..255
+        if max_size is not None:
+            scale = max_size_scale(int(pixels.shape[1]), int(pixels.shape[2]), max_size)
         if scale != 1.0:
             pixels = resize_uint8(pixels, scale)
         return normalize(pixels, self.input_format)
@@ -126,10 +136,10 @@ class Detector:
         tensors, sizes = [], []
         for image in images:
             pixels = image_to_tensor(image)
-            h, w = pixels.shape[-2:]
-            sizes.append((int(h), int(w)))
+            h, w = int(pixels.shape[-2]), int(pixels.shape[-1])
+            sizes.append((h, w))
             if max_size is not None and max(h, w) > max_size:
-                pixels = resize_uint8(pixels, max_size / max(h, w))
+                pixels = resize_uint8(pixels, max_size_scale(h, w, max_size))
             tensors.append(normalize(pixels, self.input_format))
         return self.detect_prepared(tensors, sizes)
 
@@ -149,20 +159,29 @@ class Detector:
             dets = dets.new_tensor([EMPTY_PASS_PLACEHOLDER])
         return unflip(dets, width) if flip else dets
 
-    def detect_multiscale(self, image: Any) -> np.ndarray:
+    def detect_multiscale(self, image: Any, *, max_size: int | None = None) -> np.ndarray:
         """The official WIDER FACE multi-scale + flip test with box voting.
 
         Args:
             image: as for :meth:`detect`.
+            max_size: if given, an image whose longer side exceeds it is first downscaled so
+                it equals ``max_size`` (the test's scales then follow the smaller image);
+                boxes are still returned in original pixels.
 
         Returns:
             float32 ``[K, 5]`` (``K <= post_nms_top_k``), in original pixels, leader order
             (score descending).
         """
         pixels = image_to_tensor(image)
+        height0, width0 = int(pixels.shape[1]), int(pixels.shape[2])
+        if max_size is not None and max(height0, width0) > max_size:
+            pixels = resize_uint8(pixels, max_size_scale(height0, width0, max_size))
         height, width = int(pixels.shape[1]), int(pixels.shape[2])
         dets = [size_filter(self.detect_pass(pixels, p.scale, p.flip), p.keep)
                 for p in multiscale_passes(height, width)]
         # voting runs where the detections are: its IoU matrices are the costly part
         voted = box_vote(torch.cat(dets), self.config.vote_thresh, self.config.post_nms_top_k)
-        return voted.cpu().numpy().astype(np.float32)
+        boxes = voted.cpu().numpy().astype(np.float32)
+        if (height, width) != (height0, width0):  # back to the original pixels
+            boxes = boxes * np.array([width0 / width, height0 / height] * 2 + [1.0], np.float32)
+        return boxes

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,8 @@ import pyarrow as pa
 
 from pipeline.datasets.folder import escape_path, utf8_id
 from pipeline.datasets.manifest import ManifestEntry
-from pipeline.images import DEFAULT_MAX_PIXELS, DecodedImage, ImageReadError, decode_image
+from pipeline.detectors import open_detector
+from pipeline.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
 from pipeline.rundir import ShardWriter
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from pipeline.shards import Shard
@@ -74,13 +75,16 @@ class ShardResult:
 class _Item:
     """One image on its way through a shard: decoded (or failed) and prepared.
 
-    Single-scale: ``tensor`` is the prepared network input (already downscaled when
-    ``max_size`` applies). Multi-scale: ``pixels`` is the ``(h, w, 3)`` uint8 image the test
-    runs on (downscaled the same way). ``image`` keeps the stored size.
+    Single-scale: ``tensor`` is the detector's prepared input (downscaled when ``max_size``
+    applies); the decoded pixels are not kept. Multi-scale: ``pixels`` is the decoded
+    ``(H, W, 3)`` uint8 image until its test has run. ``width``/``height`` are the stored size.
+    Both are dropped once the image is detected, so a worker's memory follows the batch, not
+    the shard.
     """
 
     entry: ManifestEntry
-    image: DecodedImage | None = None
+    width: int | None = None
+    height: int | None = None
     tensor: Any = None
     pixels: np.ndarray | None = None
     error: str | None = None
@@ -107,20 +111,18 @@ class ShardWorker:
             if not torch.cuda.is_available():
                 raise RuntimeError("a GPU was assigned to this worker but CUDA is unavailable")
             device = "cuda"
-        self.detector, self.info, self.checksum = _load_detector(
-            settings.model, device, settings.batch_size)
+        self.detector = open_detector(settings.model, device, settings.batch_size)
         self.device = device
         self._pool = ThreadPoolExecutor(max(1, settings.decode_threads),
                                         thread_name_prefix="decode")
 
     def model_info(self) -> dict[str, Any]:
-        """Name, checksum, source and config of the loaded model (JSON-able)."""
-        return {"name": self.info.name, "checksum": self.checksum, "source": self.info.source,
-                "config": self.info.config.to_dict()}
+        """The detector's identity: name, checksum, source, config (JSON-able)."""
+        return {k: v for k, v in self.detector.identity.items() if k != "postprocess"}
 
     def postprocess_config(self) -> dict[str, Any]:
         """The detector's post-processing settings (part of the run's config)."""
-        return asdict(self.detector.config)
+        return dict(self.detector.identity.get("postprocess", {}))
 
     def where(self) -> dict[str, Any]:
         """Process id, host and Ray node of this worker (for tests and logs)."""
@@ -139,20 +141,19 @@ class ShardWorker:
         start = time.perf_counter()
         item = _Item(entry=entry)
         try:
-            item.image = decode_image(entry.path, max_pixels=self.settings.max_pixels)
-            height, width = item.image.pixels.shape[:2]
-            scale = 1.0
-            if self.settings.max_size is not None and max(height, width) > self.settings.max_size:
-                scale = self.settings.max_size / max(height, width)
-            if not self.settings.multiscale:
-                item.tensor = self.detector.prepare(item.image.pixels, scale=scale)
+            image = decode_image(entry.path, max_pixels=self.settings.max_pixels)
+            item.width, item.height = image.width, image.height
+            if self.settings.multiscale:
+                item.pixels = image.pixels
             else:
-                item.pixels = _downscale(item.image.pixels, scale)
+                item.tensor = self.detector.prepare(image.pixels,
+                                                    max_size=self.settings.max_size)
         except ImageReadError as exc:
             item.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - any per-image failure becomes an error row
             item.error = f"cannot prepare image: {type(exc).__name__}: {exc}"
-            item.image = None
+            item.width = item.height = None
+            item.tensor = item.pixels = None
         item.seconds = time.perf_counter() - start
         return item
 
@@ -172,25 +173,16 @@ class ShardWorker:
                 pending.append(self._pool.submit(self._prepare, nxt))
             yield item
 
-    @staticmethod
-    def _to_original(boxes: np.ndarray, item: _Item) -> np.ndarray:
-        """Map multi-scale ``(N, 5)`` boxes from the downscaled input to stored pixels."""
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
-        if item.pixels is None or item.image is None or item.pixels is item.image.pixels:
-            return boxes
-        factor = np.array([item.image.width / item.pixels.shape[1],
-                           item.image.height / item.pixels.shape[0]] * 2 + [1.0], np.float32)
-        return boxes * factor  # the same mapping Detector.detect_prepared applies
-
     def _detect_batch(self, batch: list[_Item]) -> None:
         """Fill ``boxes`` of each item of ``batch``; a failing image becomes an error."""
         start = time.perf_counter()
         try:
             if self.settings.multiscale:
-                results = [self._to_original(self.detector.detect_multiscale(i.pixels), i)
-                           for i in batch]
+                results = [self.detector.detect_multiscale(
+                    i.pixels, max_size=self.settings.max_size)  # type: ignore[arg-type]
+                    for i in batch]
             else:  # boxes come back in stored pixels: sizes are the stored (H, W)
-                sizes = [(i.image.height, i.image.width) for i in batch]  # type: ignore[union-attr]
+                sizes = [(int(i.height), int(i.width)) for i in batch]  # type: ignore[arg-type]
                 results = self.detector.detect_prepared([i.tensor for i in batch], sizes)
         except Exception as exc:  # noqa: BLE001
             if len(batch) > 1:  # find the culprit: redo one by one
@@ -198,6 +190,7 @@ class ShardWorker:
                     self._detect_batch([item])
                 return
             batch[0].error = f"detector failed: {type(exc).__name__}: {exc}"
+            batch[0].tensor = batch[0].pixels = None
             batch[0].seconds += time.perf_counter() - start
             return
         share = (time.perf_counter() - start) / len(batch)
@@ -246,57 +239,20 @@ class ShardWorker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _load_detector(spec: str, device: str, batch_size: int) -> tuple[Any, Any, str]:
-    """``(Detector, ModelInfo, checksum)`` of a model spec; a bare model name gets the same
-    seeded random weights everywhere, and its checksum is that of its state."""
-    import torch
-
-    import dsfd
-
-    torch.manual_seed(0)
-    model, info = dsfd.load_model(spec, map_location=device)
-    detector = dsfd.Detector(model, device=device, batch_size=batch_size)
-    return detector, info, info.checksum or f"{info.source}:{_state_checksum(model)}"
-
-
 def describe_model(spec: str) -> dict[str, Any]:
-    """Load ``spec`` on the CPU in this process and describe it, as a run records it.
+    """Open ``spec`` on the CPU in this process and return its identity, as a run records it.
 
     The driver calls this before any actor starts, so bad weights (missing, truncated, another
     architecture, a pickle that would run code) fail once, in one line, without Ray.
 
     Returns:
-        ``{"name", "checksum", "source", "config", "postprocess"}`` (JSON-able).
+        The detector's identity (for DSFD: ``{"name", "checksum", "source", "config",
+        "postprocess"}``), JSON-able.
 
     Raises:
         ValueError, FileNotFoundError: the spec names no loadable model (one line).
     """
-    detector, info, checksum = _load_detector(spec, "cpu", 1)
-    return {"name": info.name, "checksum": checksum, "source": info.source,
-            "config": info.config.to_dict(), "postprocess": asdict(detector.config)}
-
-
-def _downscale(pixels: np.ndarray, scale: float) -> np.ndarray:
-    """``(H, W, 3)`` uint8 resized by ``scale`` as the Detector resizes (cv2 bilinear)."""
-    if scale == 1.0:
-        return pixels
-    import torch
-
-    from dsfd.preprocess import image_to_tensor, resize_uint8
-
-    small = resize_uint8(image_to_tensor(pixels), scale)  # [3, h, w] float 0..255
-    return small.permute(1, 2, 0).to(torch.uint8).contiguous().numpy()  # [h, w, 3]
-
-
-def _state_checksum(model: Any) -> str:
-    """sha256 of a model's parameters and buffers (for weights that have no file)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode("utf-8"))
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return dict(open_detector(spec, "cpu", 1).identity)
 
 
 def _tables(items: list[_Item]) -> tuple[pa.Table, pa.Table]:
@@ -314,8 +270,8 @@ def _tables(items: list[_Item]) -> tuple[pa.Table, pa.Table]:
          **{name: pa.array(boxes[:, col], pa.float32())
             for col, name in enumerate(("x1", "y1", "x2", "y2", "score"))}},
         schema=DETECTIONS_SCHEMA)
-    widths = [i.image.width if i.image is not None else i.entry.width for i in items]
-    heights = [i.image.height if i.image is not None else i.entry.height for i in items]
+    widths = [i.width if i.width is not None else i.entry.width for i in items]
+    heights = [i.height if i.height is not None else i.entry.height for i in items]
     images = pa.table(
         {"image_id": pa.array([utf8_id(i.entry.image_id) for i in items], pa.string()),
          "path": pa.array([escape_path(i.entry.path) for i in items], pa.string()),

@@ -80,7 +80,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes(
     capsys.readouterr()
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert f"({12 - len(landed)} run, {len(landed)} already done)" in out, out
+    assert f"this call ran {12 - len(landed)} shards ({len(landed)} already done)" in out, out
     assert not list(run_dir.rglob(".tmp-*"))
     paths = {e.image_id: e.path for e in open_dataset(f"synthetic:{synthetic_root}")
              .iter_manifest()}

@@ -28,4 +28,5 @@ def test_demo_runs_every_step_and_resumes(ray_ctx, tmp_path: Path,
     assert "| single-scale | 4 | matlab |" in report and "| multi-scale | 1 | matlab |" in report
     capsys.readouterr()
     assert main(argv) == 0  # a rerun resumes: benchmark kept, every shard skipped
-    assert "4 images in 1 shards (0 run, 1 already done)" in capsys.readouterr().out
+    assert "4 images in 1 shards: 0 errors" in (out2 := capsys.readouterr().out)
+    assert "this call ran 0 shards (1 already done)" in out2

@@ -71,7 +71,7 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     # workers of the killed job may finish a shard or two while Ray notices the driver died
-    found = re.search(r"\((\d+) run, (\d+) already done\)", done.stdout)
+    found = re.search(r"this call ran (\d+) shards \((\d+) already done\)", done.stdout)
     assert found, done.stdout
     rerun, skipped = int(found[1]), int(found[2])
     assert rerun + skipped == 12 and landed <= skipped < 12 and rerun > 0

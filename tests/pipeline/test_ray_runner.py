@@ -200,12 +200,17 @@ def test_label_multiscale_exports_coco_with_the_score_threshold(
     assert [i["file_name"] for i in coco["images"]] == list(got)
     assert [(i["width"], i["height"]) for i in coco["images"]] == [(40, 30), (40, 30)]
     assert coco["categories"] == [{"id": 1, "name": "face", "supercategory": "face"}]
-    kept = [(k, box) for k, boxes in got.items() for box in boxes if box[4] >= 0.5]
+    # pseudo-labels are clipped to the 40x30 image; boxes left without area are dropped
+    clipped = {k: np.concatenate([np.clip(b[:, [0, 2]], 0, 40), np.clip(b[:, [1, 3]], 0, 30),
+                                  b[:, 4:]], axis=1)[:, [0, 2, 1, 3, 4]] for k, b in got.items()}
+    kept = [(k, box) for k, boxes in clipped.items() for box in boxes
+            if box[4] >= 0.5 and box[2] > box[0] and box[3] > box[1]]
     assert len(coco["annotations"]) == len(kept) > 0
     for ann, (image_id, box) in zip(coco["annotations"], kept, strict=True):
         assert coco["images"][ann["image_id"] - 1]["file_name"] == image_id
         np.testing.assert_allclose(ann["bbox"], [box[0], box[1], box[2] - box[0],
                                                  box[3] - box[1]], rtol=1e-5, atol=1e-4)
+        assert 0 <= ann["bbox"][0] and ann["bbox"][0] + ann["bbox"][2] <= 40 + 1e-4
         assert ann["score"] == pytest.approx(float(box[4]), abs=1e-6)
         assert ann["category_id"] == 1
 

@@ -1,0 +1,72 @@
+"""The detector protocol and the registry of spec forms (no torch here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """What the pipeline needs of a face detector.
+
+    Attributes:
+        identity: JSON-able provenance, recorded in ``run.json`` and compared on resume:
+            at least ``name`` and ``checksum`` (of the weights file, or of the weights when
+            there is no file), plus ``source``, ``config`` and ``postprocess`` for DSFD.
+        device: where it runs (``"cpu"``, ``"cuda"``).
+    """
+
+    identity: dict[str, Any]
+    device: str
+
+    def prepare(self, pixels: np.ndarray, *, max_size: int | None) -> Any:
+        """One decoded ``(H, W, 3)`` uint8 RGB image as the detector's input (runs on decode
+        threads, ahead of :meth:`detect_prepared`); ``max_size`` bounds the longer side."""
+        ...
+
+    def detect_prepared(self, batch: Sequence[Any],
+                        sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """Detect on prepared images; per image a float32 ``(K, 5)`` array ``x1 y1 x2 y2
+        score`` in pixels of the original ``(H, W)`` given in ``sizes``, score descending."""
+        ...
+
+    def detect_multiscale(self, pixels: np.ndarray, *, max_size: int | None) -> np.ndarray:
+        """The detector's multi-scale test on one ``(H, W, 3)`` uint8 image; float32
+        ``(K, 5)`` in original pixels."""
+        ...
+
+
+Opener = Callable[[str, str, int], FaceDetector]
+_FORMS: list[tuple[str, Callable[[str], bool], Opener]] = []
+
+
+def register_detector(name: str, matches: Callable[[str], bool], opener: Opener) -> None:
+    """Register a spec form: ``matches(spec)`` says whether ``opener(spec, device,
+    batch_size)`` opens it. Forms are tried in registration order; the DSFD family, which
+    takes names and paths, is tried last."""
+    if any(n == name for n, _, _ in _FORMS):
+        raise ValueError(f"detector form {name!r} is already registered")
+    _FORMS.append((name, matches, opener))
+
+
+def _load_builtin() -> None:
+    import pipeline.detectors.dsfd_family  # noqa: F401 - registers the DSFD family
+
+
+def open_detector(spec: str, device: str = "cpu", batch_size: int = 1) -> FaceDetector:
+    """Open the detector a model spec names, on ``device``.
+
+    Raises:
+        ValueError, FileNotFoundError: the spec names no detector (one line).
+    """
+    _load_builtin()
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
+    ordered = [f for f in _FORMS if f[0] != "dsfd"] + [f for f in _FORMS if f[0] == "dsfd"]
+    for _, matches, opener in ordered:
+        if matches(spec):
+            return opener(spec, device, batch_size)
+    raise ValueError(f"model {spec!r}: no detector family takes this spec")

@@ -1,0 +1,65 @@
+"""The DSFD family behind :class:`~pipeline.detectors.base.FaceDetector`: model names (random
+weights, seeded), ``shipped``, checkpoints of ours, ``release-r152:PATH``. The maths stays in
+:class:`dsfd.Detector`; this adapter adds the identity a run records."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from pipeline.detectors.base import register_detector
+
+
+class DsfdFaceDetector:
+    """A :class:`dsfd.Detector` with its provenance.
+
+    Args:
+        spec: the model spec (``dsfd.load_model``'s forms).
+        device: ``"cpu"`` or ``"cuda"``.
+        batch_size: most same-size images per forward.
+    """
+
+    def __init__(self, spec: str, device: str = "cpu", batch_size: int = 1) -> None:
+        import torch
+
+        import dsfd
+
+        torch.manual_seed(0)  # a random-init model (a bare name) is then the same everywhere
+        model, info = dsfd.load_model(spec, map_location=device)
+        self.detector = dsfd.Detector(model, device=device, batch_size=batch_size)
+        self.device = device
+        checksum = info.checksum or f"{info.source}:{_state_checksum(model)}"
+        self.identity: dict[str, Any] = {
+            "name": info.name, "checksum": checksum, "source": info.source,
+            "config": info.config.to_dict(), "postprocess": asdict(self.detector.config)}
+
+    def prepare(self, pixels: np.ndarray, *, max_size: int | None) -> Any:
+        return self.detector.prepare(pixels, max_size=max_size)
+
+    def detect_prepared(self, batch: Sequence[Any],
+                        sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        return self.detector.detect_prepared(batch, sizes)
+
+    def detect_multiscale(self, pixels: np.ndarray, *, max_size: int | None) -> np.ndarray:
+        return self.detector.detect_multiscale(pixels, max_size=max_size)
+
+    def detect(self, images: Sequence[np.ndarray], *,
+               max_size: int | None = None) -> list[np.ndarray]:
+        """Single-scale detection of decoded images (``dsfd.Detector.detect``)."""
+        return self.detector.detect(images, max_size=max_size)
+
+
+def _state_checksum(model: Any) -> str:
+    """sha256 of a model's parameters and buffers (for weights that have no file)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode("utf-8"))
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+register_detector("dsfd", lambda spec: True, DsfdFaceDetector)
