@@ -1,4 +1,8 @@
-"""Image decoding for the inference pipeline: any file Pillow reads, to an RGB ``uint8`` array.
+"""Image decoding for every command: any file Pillow reads, to an RGB ``uint8`` array.
+
+The Ray actors of ``run``/``label``, ``dsfd detect``, the training data and the report's
+galleries all read pixels through :func:`decode_image` (and sizes through
+:func:`read_image_size`), so boxes found by one of them are in the frame the others see.
 
 Decoding applies the EXIF orientation and converts every mode a photo collection holds
 (grayscale, 1-bit, CMYK, palette, alpha, 16-bit and 32-bit integer, float) to RGB. A file that
@@ -23,6 +27,8 @@ DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default MAX_IMAGE_PIXELS, state
 _RGB_DIRECT = {"1", "L", "P", "RGB", "RGBA", "RGBX", "LA", "PA", "La", "RGBa", "CMYK", "YCbCr",
                "LAB", "HSV"}
 _HIGH_DEPTH = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # the ones that swap width and height
 
 
 # Pillow refuses images over twice its global ``Image.MAX_IMAGE_PIXELS`` with its own message;
@@ -182,3 +188,37 @@ def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedI
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageReadError(f"decoded to unexpected shape {pixels.shape}")
     return DecodedImage(pixels=pixels, width=width, height=height)
+
+
+def read_image_size(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """The ``(width, height)`` that :func:`decode_image` would return, without decoding pixels.
+
+    The size comes from the header and the EXIF orientation is applied (orientations 5 to 8
+    swap width and height), so it is the frame of the decoded pixels and of every box found
+    in them. The same checks as :func:`decode_image` run first.
+
+    Args:
+        path: image file path.
+        max_pixels: refuse images with more pixels than this (see :func:`decode_image`).
+
+    Returns:
+        ``(width, height)`` in pixels after EXIF orientation.
+
+    Raises:
+        ImageReadError: as for :func:`decode_image`, for the reasons the header shows.
+    """
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be > 0, got {max_pixels}")
+    try:
+        with _pillow_limit(max_pixels):
+            image = _open_checked(path, max_pixels)
+            with image:
+                width, height = image.size
+                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"corrupt or truncated image: {exc}") from exc
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        return height, width
+    return width, height

@@ -28,6 +28,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from pipeline.datasets.wider import WiderDataset, read_wider_eval_mat
+from pipeline.images import ImageReadError, decode_image, read_image_size
 
 GT_CANVAS_WH: tuple[int, int] = (1024, 768)
 MIN_BOX_SIDE = 2
@@ -120,15 +121,20 @@ def load_face_records(spec: str, default_split: str = "train") -> list[FaceRecor
 
 
 def image_hw_of(record: FaceRecord) -> tuple[int, int]:
-    """``(height, width)`` of a record: the known size or the image file's header."""
+    """``(height, width)`` of a record: the known size or the image file's header.
+
+    Raises:
+        ValueError: no size and no path, or an image file that cannot be read.
+    """
     if record.image_hw is not None:
         return record.image_hw
     if record.path is None:
         raise ValueError(f"image {record.image_id!r}: neither a size nor a path")
-    from PIL import Image  # header only; the pixels are not decoded
-
-    with Image.open(record.path) as im:
-        return im.height, im.width
+    try:  # header only, in the frame decode_image gives (EXIF orientation applied)
+        width, height = read_image_size(record.path)
+    except ImageReadError as exc:
+        raise ValueError(f"{record.path}: cannot read image {record.image_id!r}: {exc}") from exc
+    return height, width
 
 
 def describe_records(records: Sequence[FaceRecord]) -> dict[str, int]:
@@ -143,6 +149,9 @@ class TrainingImages(Dataset):
     seeded by ``(seed, e)``), augmented with a generator seeded by ``(seed, i)``. The data a step
     sees is therefore a pure function of the seed and the step, so a resumed run draws exactly
     what an uninterrupted run would, without saving any loader state.
+
+    Images are read with :func:`pipeline.images.decode_image`, as inference reads them (EXIF
+    orientation applied, every mode to RGB), so the boxes are in the frame ``run`` sees.
 
     Args:
         records: the training images (with paths).
@@ -186,16 +195,18 @@ class TrainingImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         """``(input float32 [3, S, S], boxes float32 [M, 4])`` of global sample ``index``."""
-        import cv2
         import torch
 
         from dsfd.augment import augment
         from dsfd.preprocess import normalize
 
         record = self.records[self.image_of(index)]
-        image = cv2.imread(str(record.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"{record.path}: cannot decode image {record.image_id!r}")
+        try:
+            rgb_pixels = decode_image(str(record.path)).pixels  # [H, W, 3] RGB
+        except ImageReadError as exc:
+            raise ValueError(f"{record.path}: cannot decode image {record.image_id!r}: "
+                             f"{exc}") from exc
+        image = np.ascontiguousarray(rgb_pixels[..., ::-1])  # RGB -> BGR, as augment takes
         rng = np.random.default_rng([self.seed, 1, int(index)])
         sample = augment(image, record.boxes_xyxy, rng, self.augment)
         rgb = torch.from_numpy(np.ascontiguousarray(sample.image[..., ::-1]))  # BGR -> RGB

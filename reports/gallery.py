@@ -17,14 +17,18 @@ missed face in red, the other ground-truth faces in green.
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline.boxes import box_iou, xywh_to_xyxy
+from pipeline.datasets.folder import unescape_path
 from pipeline.datasets.wider import WiderGroundTruth
-from pipeline.schema import read_run_table
+from pipeline.images import ImageReadError, decode_image
+from pipeline.rundir import RunDir
 
 TILE = 144
 IOU_THRESH = 0.5
@@ -39,22 +43,6 @@ class GalleryItem:
     path: str
     box_xyxy: tuple[float, float, float, float]
     score: float
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of (N,4) against (M,4) xyxy boxes (no +1) -> (N,M)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def _gt_xyxy(boxes_xywh: np.ndarray) -> np.ndarray:
-    b = boxes_xywh.astype(np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
 def find_mistakes(
@@ -76,8 +64,9 @@ def find_mistakes(
     Returns:
         (false_positives, misses), each sorted worst first.
     """
-    dets = read_run_table(run_dir, "detections").to_pandas()
-    images = read_run_table(run_dir, "images").to_pandas()
+    run = RunDir.open(run_dir)
+    dets = run.detections().to_pandas()
+    images = run.images().to_pandas()
     paths = dict(zip(images["image_id"], images["path"], strict=True))
     by_image = {k: v for k, v in dets.groupby("image_id", sort=False)} if len(dets) else {}
     fps: list[GalleryItem] = []
@@ -85,13 +74,13 @@ def find_mistakes(
     for img in gt:
         if img.image_id not in paths:
             continue
-        gt_boxes = _gt_xyxy(img.boxes_xywh)
+        gt_boxes = xywh_to_xyxy(img.boxes_xywh)
         d = by_image.get(img.image_id)
         boxes = d[["x1", "y1", "x2", "y2"]].to_numpy(np.float64) if d is not None else None
         scores = d["score"].to_numpy(np.float64) if d is not None else np.zeros(0)
         if boxes is None:
             boxes = np.zeros((0, 4))
-        iou = _iou(boxes, gt_boxes) if len(gt_boxes) else np.zeros((len(boxes), 0))
+        iou = box_iou(boxes, gt_boxes) if len(gt_boxes) else np.zeros((len(boxes), 0))
         best = iou.max(axis=1) if iou.shape[1] else np.zeros(len(boxes))
         for k in np.flatnonzero(best < IOU_THRESH):
             fps.append(GalleryItem("false_positive", img.image_id, paths[img.image_id],
@@ -111,10 +100,27 @@ def find_mistakes(
     return fps[:num_items], [m for _, m in misses[:num_items]]
 
 
+def _unreadable_tile(reason: str) -> Image.Image:
+    """A grey TILE x TILE tile that says the image could not be read, and why."""
+    tile = Image.new("RGB", (TILE, TILE), "#d1d5db")
+    draw = ImageDraw.Draw(tile)
+    lines = ["cannot read image:", *textwrap.wrap(reason, width=TILE // 6)][:TILE // 12 - 1]
+    for k, line in enumerate(lines):  # Pillow's default font: about 6 x 11 pixels a glyph
+        draw.text((4, 4 + 12 * k), line, fill="black")
+    return tile
+
+
 def _tile(item: GalleryItem, gt: WiderGroundTruth) -> Image.Image:
-    """A TILE x TILE crop around the item's box with the boxes drawn."""
-    with Image.open(item.path) as source:
-        im = source.convert("RGB")
+    """A TILE x TILE crop around the item's box with the boxes drawn.
+
+    The image is decoded as the run decoded it (:func:`pipeline.images.decode_image`, EXIF
+    orientation applied), so the boxes land where the detector saw the face; an image that
+    cannot be read gives a grey tile with the reason.
+    """
+    try:
+        im = Image.fromarray(decode_image(unescape_path(item.path)).pixels)
+    except ImageReadError as exc:
+        return _unreadable_tile(str(exc))
     x1, y1, x2, y2 = item.box_xyxy
     side = max(x2 - x1, y2 - y1, 16.0) * 2.5
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -130,7 +136,7 @@ def _tile(item: GalleryItem, gt: WiderGroundTruth) -> Image.Image:
                         (bx2 - int(left)) * scale, (by2 - int(top)) * scale],
                        outline=colour, width=width)
 
-    for box in _gt_xyxy(gt[item.image_id].boxes_xywh):
+    for box in xywh_to_xyxy(gt[item.image_id].boxes_xywh):
         rect(tuple(box.tolist()), "#22c55e", 1)
     rect(item.box_xyxy, "#ef4444", 2)
     return crop

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
-from tests.pipeline.odd_images import gradient_rgb
+from pipeline.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, read_image_size
+from tests.pipeline.odd_images import gradient_rgb, write_odd_images
 from tests.pipeline.runner_support import small_checkpoint  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,6 +104,27 @@ def test_more_modes_decode(tmp_path: Path) -> None:
         assert image.pixels.max() > 0, name
 
 
+def test_the_header_size_is_the_decoded_frame(tmp_path: Path) -> None:
+    """``read_image_size`` (header only) agrees with ``decode_image`` on every odd file."""
+    expect = write_odd_images(tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(gradient_rgb(32, 24)).save(tmp_path / "rot8.png", exif=exif)
+    expect["rot8.png"] = "ok"
+    for name, status in expect.items():
+        if status == "ok":
+            image = decode_image(str(tmp_path / name))
+            assert read_image_size(str(tmp_path / name)) == (image.width, image.height), name
+        elif name != "truncated.jpg":  # whole header, cut pixels: only decoding finds it
+            with pytest.raises(ImageReadError):
+                read_image_size(str(tmp_path / name))
+    assert read_image_size(str(tmp_path / "rotated.jpg")) == (48, 64)  # EXIF 6: turned
+    assert read_image_size(str(tmp_path / "rot8.png")) == (24, 32)
+    _png(tmp_path / "bomb.png", 14000, 14000, bit_depth=1, row_bytes=14000 // 8)
+    with pytest.raises(ImageReadError, match="^decompression bomb: 14000x14000"):
+        read_image_size(str(tmp_path / "bomb.png"))
+
+
 def test_a_pipe_named_jpg_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.jpg")  # opening it for reading would wait for a writer forever
     with pytest.raises(ImageReadError, match="not a regular file"):
@@ -150,7 +171,7 @@ def test_a_shard_with_odd_names_and_a_vanished_file_is_written(
         tmp_path: Path, small_checkpoint: Path) -> None:  # noqa: F811
     from pipeline.actors import ShardWorker, WorkerSettings
     from pipeline.datasets.folder import FolderDataset
-    from pipeline.rundir import read_shard_metadata
+    from pipeline.rundir import RunDir, inspect_part, part_name
     from pipeline.schema import read_run_table
     from pipeline.shards import iter_shards
 
@@ -166,12 +187,13 @@ def test_a_shard_with_odd_names_and_a_vanished_file_is_written(
                                              "gone.png", "tiny.png"]
     (photos / "gone.png").unlink()  # vanished between listing and decoding
     shard = next(iter_shards(iter(entries), 8))
-    worker = ShardWorker(WorkerSettings(model=str(small_checkpoint), max_size=64),
-                         str(tmp_path / "run"))
-    try:
-        result = worker.process(shard, "digest-of-config")
-    finally:
-        worker.close()
+    with RunDir.open_for_writing(tmp_path / "run") as run:
+        writer = run.begin({"config": {"model": {"name": "test"}}})
+        worker = ShardWorker(WorkerSettings(model=str(small_checkpoint), max_size=64), writer)
+        try:
+            result = worker.process(shard)
+        finally:
+            worker.close()
     assert (result.num_images, result.num_errors) == (4, 1)
     images = read_run_table(tmp_path / "run", "images").to_pandas().set_index("image_id")
     assert images.loc["gone.png", "error"] == f"file not found: {photos / 'gone.png'}"
@@ -181,5 +203,27 @@ def test_a_shard_with_odd_names_and_a_vanished_file_is_written(
     dets = pq.read_table(tmp_path / "run" / "detections" / "part-00000.parquet")
     assert set(dets["image_id"].to_pylist()) <= {"a trip/day one .jpg", "caf\\xe9 \\xff.png",
                                                  "tiny.png"}
-    assert read_shard_metadata(tmp_path / "run", 0)["digest"] == shard.digest
+    part = inspect_part(tmp_path / "run" / "images" / part_name(0), "images")
+    assert part.problem is None and part.meta["digest"] == shard.digest
     assert not [p for p in (tmp_path / "run").rglob(".tmp-*")]
+
+
+def test_gallery_tiles_are_decoded_like_the_run(tmp_path: Path) -> None:
+    """A 16-bit image is drawn as decoded (not white); an unreadable one is a grey tile."""
+    from pipeline.datasets.wider import WiderGroundTruth, WiderImageGT
+    from reports.gallery import TILE, GalleryItem, draw_gallery
+
+    deep = tmp_path / "deep16.png"
+    Image.fromarray(gradient_rgb(64, 48)[:, :, 0].astype(np.uint16) * 257).save(deep)
+    (tmp_path / "broken.jpg").write_text("not an image\n")
+    gt = WiderGroundTruth(images=tuple(
+        WiderImageGT(image_id=name, boxes_xywh=np.array([[8, 8, 16, 16]], np.int32),
+                     attributes={}, keep={}) for name in ("deep", "broken")), events=("e",))
+    items = [GalleryItem("miss", name, str(path), (8.0, 8.0, 24.0, 24.0), float("nan"))
+             for name, path in (("deep", deep), ("broken", tmp_path / "broken.jpg"))]
+    out = draw_gallery(items, gt, tmp_path / "gallery.png", columns=2)
+    assert out is not None
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    deep_tile, broken_tile = sheet[:TILE, :TILE], sheet[:TILE, TILE + 4:2 * TILE + 4]
+    assert deep_tile.mean() < 200  # Pillow's own convert would clip 16 bits to white
+    assert (broken_tile == [209, 213, 219]).all(axis=2).mean() > 0.8  # grey, with the reason
