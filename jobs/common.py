@@ -95,6 +95,36 @@ def _start_reaper() -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Refuse in one line, within ``timeout`` seconds, a Ray address nothing answers at
+    (``ray.init`` would retry the GCS for minutes).
+
+    Raises:
+        CommandError: the host does not resolve, or nothing accepts a connection on the port.
+    """
+    import socket
+
+    text = address.removeprefix("ray://")
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise CommandError(f"--address {address}: expected HOST:PORT (or 'auto')")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout):
+            pass
+    except socket.gaierror as exc:
+        raise CommandError(f"--address {address}: cannot resolve host {host!r} "
+                           f"({exc.strerror})") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CommandError(f"--address {address}: no Ray cluster answers there ({reason}); "
+                           "start one with `ray start --head`, or leave --address out for a "
+                           "local Ray") from None
+
+
 def init_ray(address: str | None) -> bool:
     """Start a local Ray, or join ``address`` / ``$RAY_ADDRESS``; True when started here.
 
@@ -108,9 +138,15 @@ def init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        check_ray_address(address)
     with stdout_to_stderr():  # ray.init prints its banner on stdout
         if address:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as exc:  # e.g. "auto" with no cluster running
+                lines = str(exc).strip().splitlines() or [type(exc).__name__]
+                raise CommandError(f"--address {address}: {lines[0]}") from None
         else:
             _start_reaper()
             ray.init(include_dashboard=False, log_to_driver=False)
