@@ -47,10 +47,10 @@ from reports.fddb_eval import (  # noqa: E402
     roc_lines,
     tpr_at_fp,
 )
-from reports.fddb_overlap import overlap_matrix_reference  # noqa: E402
+from tests.oracles.fddb_overlap_reference import overlap_matrix_reference  # noqa: E402
 
 OFFICIAL_SECONDS = 5.0  # reported run time of the official evaluate on all of FDDB
-FDDB_ROOT = REPO.parent / "shared" / "data" / "fddb"
+FDDB_ROOT = REPO / "tests" / "data" / "fddb"
 TYPICAL_SIZES = [(450, 338), (338, 450), (500, 375), (375, 500), (450, 300)]
 
 

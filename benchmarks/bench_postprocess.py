@@ -17,16 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dsfd.multiscale import multiscale_passes, size_filter, unflip
-from dsfd.nms import box_vote, nms
-from dsfd.nms_reference import reference_bbox_vote, reference_nms
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from dsfd.multiscale import multiscale_passes, size_filter, unflip  # noqa: E402
+from dsfd.nms import box_vote, nms  # noqa: E402
+from tests.oracles.nms_reference import reference_bbox_vote, reference_nms  # noqa: E402
 
 
 def clustered(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
 """WIDER evaluator speed: vectorised ``reports.wider_eval`` vs the slow transcription of the
-tools (``reports.wider_reference``), on seeded synthetic detections for the real val GT.
+tools (``tests.oracles.wider_reference``), on seeded synthetic detections for the real val GT.
 
 Detections: every ground-truth box, kept with a probability that grows with its size, is
 jittered (position and size, a few pixels plus a few percent) and scored high; false positives
@@ -16,17 +16,26 @@ identical, then the vectorised time on the full set.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets.wider import WiderGroundTruth, load_wider_gt_dir
-from reports.wider_eval import evaluate_predictions
-from reports.wider_predictions import ImageDetections, WiderPredictions, stable_descending
-from reports.wider_reference import reference_evaluate
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
 
-DEFAULT_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wider_val_gt"
+from pipeline.datasets.wider import WiderGroundTruth, load_wider_gt_dir  # noqa: E402
+from reports.wider_eval import evaluate_predictions  # noqa: E402
+from reports.wider_predictions import (  # noqa: E402
+    ImageDetections,
+    WiderPredictions,
+    stable_descending,
+)
+from tests.oracles.wider_reference import reference_evaluate  # noqa: E402
+
+DEFAULT_GT = Path(__file__).resolve().parents[1] / "tests" / "data" / "wider_val_gt"
 
 
 def synthetic_detections(

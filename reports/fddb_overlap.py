@@ -13,8 +13,8 @@ rounded as the C code rounds them (``../shared/specs/evaluation_protocols.md`` s
 Everything is clipped to the image. For speed each region is drawn once per image at its true
 coordinates on one reused canvas, and only the small crop around it (a box that surely holds
 all drawn pixels) is kept; the canvas is cleared again inside that box. Pixel counts are then
-identical to those of whole-image masks, which ``overlap_matrix_reference`` computes the
-straightforward way for tests and benchmarks.
+identical to those of whole-image masks, which the test oracle
+``tests/oracles/fddb_overlap_reference.py`` computes the straightforward way.
 """
 
 from __future__ import annotations
@@ -72,31 +72,6 @@ def ellipse_draw_args_array(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray
         raise ValueError(f"ellipse axes must be >= 0 pixels, got {r[row].tolist()}")
     angles = 180 - (math.pi - r[:, 2]) * 180 / math.pi
     return ints, angles
-
-
-def ellipse_draw_args(region: Sequence[float]) -> tuple[tuple[int, int], tuple[int, int], float]:
-    """OpenCV arguments (center, axes, angle in degrees) for one ``ra rb angle cx cy`` ellipse."""
-    ints, angles = ellipse_draw_args_array(np.asarray(region[:5], dtype=np.float64))
-    cx, cy, a, b = ints[0].tolist()
-    return (cx, cy), (a, b), float(angles[0])
-
-
-def rect_draw_args(region: Sequence[float]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """OpenCV corner arguments for one ``x y w h`` rectangle (both corners inclusive)."""
-    x1, y1, x2, y2 = rect_draw_args_array(np.asarray(region[:4], dtype=np.float64))[0].tolist()
-    return (x1, y1), (x2, y2)
-
-
-def draw_region(canvas: np.ndarray, region: Sequence[float], kind: RegionKind) -> None:
-    """Fill one region on ``canvas`` (uint8 (H, W)) with ``MASK_VALUE``, as the C code does."""
-    if kind == "ellipse":
-        center, axes, angle = ellipse_draw_args(region)
-        cv2.ellipse(canvas, center, axes, angle, 0, 360, MASK_VALUE, -1)
-    elif kind == "rect":
-        p1, p2 = rect_draw_args(region)
-        cv2.rectangle(canvas, p1, p2, MASK_VALUE, -1)
-    else:
-        raise ValueError(f"region kind must be 'rect' or 'ellipse', got {kind!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,27 +200,4 @@ def overlap_matrix(
     for i, a in enumerate(ann_masks):
         for j, d in enumerate(det_masks):
             out[i, j] = mask_overlap(a, d)
-    return out
-
-
-def overlap_matrix_reference(
-    annotations: np.ndarray,
-    detections: np.ndarray,
-    det_kind: RegionKind,
-    width: int,
-    height: int,
-) -> np.ndarray:
-    """The same matrix computed the straightforward way: one whole-image mask per pair."""
-    ann = np.asarray(annotations).tolist()
-    det = np.asarray(detections).tolist()
-    out = np.zeros((len(ann), len(det)), dtype=np.float64)
-    for i, a in enumerate(ann):
-        mask_a = np.zeros((height, width), dtype=np.uint8)
-        draw_region(mask_a, a, "ellipse")
-        for j, d in enumerate(det):
-            mask_d = np.zeros((height, width), dtype=np.uint8)
-            draw_region(mask_d, d, det_kind)
-            inter = int(np.count_nonzero((mask_a != 0) & (mask_d != 0)))
-            union = int(np.count_nonzero((mask_a != 0) | (mask_d != 0)))
-            out[i, j] = inter / union if union else math.nan
     return out

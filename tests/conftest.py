@@ -15,16 +15,16 @@ os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "30")
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"
 NUM_CPUS = 2
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The project's shared folder (paper, specs, real annotations, oracle cases)."""
-    if not SHARED.is_dir():
-        pytest.skip(f"shared folder not found at {SHARED}")
-    return SHARED
+def data_dir() -> Path:
+    """The test fixtures shipped with the repository (``tests/data``, see its README): real
+    WIDER FACE val and FDDB annotations, the official evaluators' recorded outputs, the release
+    checkpoint's key/shape table."""
+    return DATA
 
 
 def _start_local_ray() -> None:

@@ -95,9 +95,9 @@ def test_max_in_out_golden() -> None:
     assert max_in_out(conf, 1).flatten().tolist() == [3.0, 5.0]  # bg = c3, face = max(c0..c2)
 
 
-def _table(shared_dir: Path) -> dict[str, list[int]]:
+def _table(data_dir: Path) -> dict[str, list[int]]:
     table: dict[str, list[int]] = {}
-    path = shared_dir / "reference" / "dsfd_release_state_dict.tsv"
+    path = data_dir / "reference" / "dsfd_release_state_dict.tsv"
     for line in path.read_text().splitlines():
         if line and not line.startswith("#"):
             key, shape = line.split("\t")
@@ -105,8 +105,8 @@ def _table(shared_dir: Path) -> dict[str, list[int]]:
     return table
 
 
-def test_release_state_dict_parity(shared_dir: Path) -> None:
-    table = _table(shared_dir)
+def test_release_state_dict_parity(data_dir: Path) -> None:
+    table = _table(data_dir)
     assert len(table) == 967
     model = ReleaseDSFD(ModelConfig(name="release-r152"))
     own = {k: list(v.shape) for k, v in model.state_dict().items()

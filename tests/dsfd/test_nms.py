@@ -9,7 +9,7 @@ import torch
 from dsfd import nms as nms_module
 from dsfd.boxes import box_iou, box_iou_plus_one
 from dsfd.nms import box_vote, greedy_clusters, nms, pair_iou
-from dsfd.nms_reference import reference_bbox_vote, reference_nms
+from tests.oracles.nms_reference import reference_bbox_vote, reference_nms
 
 
 def random_boxes(n: int, seed: int, span: float = 200.0) -> tuple[np.ndarray, np.ndarray]:

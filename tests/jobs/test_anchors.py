@@ -68,9 +68,9 @@ def test_summary_and_bins_on_a_hand_table() -> None:
         summarize(table.drop(columns="num_matched"))
 
 
-def test_cli_on_real_wider_val_boxes(tmp_path: Path, shared_dir: Path, capsys) -> None:
+def test_cli_on_real_wider_val_boxes(tmp_path: Path, data_dir: Path, capsys) -> None:
     out = tmp_path / "anchors"
-    gt = shared_dir / "data" / "wider_val_gt"
+    gt = data_dir / "wider_val_gt"
     rc = main(["anchors", "--dataset", f"wider-gt:{gt}", "--out", str(out), "--samples", "150"])
     assert rc == 0
     printed = capsys.readouterr().out

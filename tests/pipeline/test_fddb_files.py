@@ -23,8 +23,8 @@ from pipeline.datasets.fddb import (
 )
 
 
-def test_real_folds_counts_and_order(shared_dir: Path) -> None:
-    ds = FddbDataset(shared_dir / "data" / "fddb")
+def test_real_folds_counts_and_order(data_dir: Path) -> None:
+    ds = FddbDataset(data_dir / "fddb")
     info = ds.describe()
     assert (info["num_images"], info["num_faces"]) == (2845, 5171)
     assert len(info["folds"]) == 10  # type: ignore[arg-type]
@@ -39,8 +39,8 @@ def test_real_folds_counts_and_order(shared_dir: Path) -> None:
     )
 
 
-def test_writer_reproduces_real_files_byte_for_byte(shared_dir: Path, tmp_path: Path) -> None:
-    src = shared_dir / "data" / "fddb" / "FDDB-folds"
+def test_writer_reproduces_real_files_byte_for_byte(data_dir: Path, tmp_path: Path) -> None:
+    src = data_dir / "fddb" / "FDDB-folds"
     folds = [
         [(im.image_id, im.ellipses) for im in read_ellipse_list(src / ellipse_list_name(k))]
         for k in range(1, 11)

@@ -43,8 +43,8 @@ def _records() -> list[WiderImageRecord]:
 
 
 @pytest.fixture(scope="module")
-def real_gt(shared_dir: Path):
-    return load_wider_gt_dir(shared_dir / "data" / "wider_val_gt")
+def real_gt(data_dir: Path):
+    return load_wider_gt_dir(data_dir / "wider_val_gt")
 
 
 def test_real_gt_statistics(real_gt) -> None:
@@ -71,12 +71,12 @@ def _compare_cells(a, b, where: str) -> None:
             assert np.array_equal(a, b), where
 
 
-def test_mat_writer_reproduces_the_real_files(real_gt, shared_dir: Path, tmp_path: Path) -> None:
+def test_mat_writer_reproduces_the_real_files(real_gt, data_dir: Path, tmp_path: Path) -> None:
     records = [WiderImageRecord(g.image_id, g.boxes_xywh, g.attributes) for g in real_gt]
     keep = {s: [g.keep[s] for g in real_gt] for s in SETTINGS}
     write_wider_eval_mats(tmp_path, records, keep)
     for name in MATS:
-        real_path = shared_dir / "data" / "wider_val_gt" / f"{name}.mat"
+        real_path = data_dir / "wider_val_gt" / f"{name}.mat"
         ours = scipy.io.loadmat(tmp_path / f"{name}.mat", mat_dtype=True)
         real = scipy.io.loadmat(real_path, mat_dtype=True)
         assert scipy.io.whosmat(tmp_path / f"{name}.mat") == scipy.io.whosmat(real_path)

@@ -26,7 +26,7 @@ from reports.wider_predictions import (
     read_txt_predictions,
     stable_descending,
 )
-from reports.wider_reference import reference_evaluate
+from tests.oracles.wider_reference import reference_evaluate
 from tests.reports.test_wider_helpers import write_run_dir
 
 FLAVOURS = ("matlab", "pyport")

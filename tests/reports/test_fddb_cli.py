@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CASE = Path("testdata/oracle_public/cases/fddb_pub")
+CASE = Path("oracle_public/cases/fddb_pub")
 
 
 def _dsfd(*args: str) -> subprocess.CompletedProcess[str]:
@@ -22,8 +22,8 @@ def _dsfd(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_matches_oracle_without_torch_or_ray(shared_dir: Path, tmp_path: Path) -> None:
-    case = shared_dir / CASE
+def test_cli_matches_oracle_without_torch_or_ray(data_dir: Path, tmp_path: Path) -> None:
+    case = data_dir / CASE
     result = _dsfd(
         "eval",
         "fddb",
@@ -47,8 +47,8 @@ def test_cli_matches_oracle_without_torch_or_ray(shared_dir: Path, tmp_path: Pat
     assert summary["num_faces"] == 273 and summary["det_format"] == "ellipse"
 
 
-def test_cli_fit_then_apply_regressor(shared_dir: Path, tmp_path: Path) -> None:
-    case = shared_dir / CASE
+def test_cli_fit_then_apply_regressor(data_dir: Path, tmp_path: Path) -> None:
+    case = data_dir / CASE
     model = tmp_path / "fit.json"
     result = _dsfd(
         "eval",
@@ -71,8 +71,8 @@ def test_cli_fit_then_apply_regressor(shared_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "fit_DiscROC.txt").read_text().count("\n") > 10
 
 
-def test_cli_bad_detection_file_fails_in_one_line(shared_dir: Path, tmp_path: Path) -> None:
-    case = shared_dir / CASE
+def test_cli_bad_detection_file_fails_in_one_line(data_dir: Path, tmp_path: Path) -> None:
+    case = data_dir / CASE
     bad = tmp_path / "bad.txt"
     bad.write_text("pub/00/img_0\n2\n1 2 3 4 0.5\n1 2 3\n")
     result = _dsfd(

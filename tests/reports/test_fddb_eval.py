@@ -26,14 +26,15 @@ from reports.fddb_eval import (
     write_roc,
 )
 from reports.fddb_inputs import detections_from_run_dir, xyxy_to_fddb_rects
-from reports.fddb_overlap import MaskPainter, overlap_matrix, overlap_matrix_reference
+from reports.fddb_overlap import MaskPainter, overlap_matrix
+from tests.oracles.fddb_overlap_reference import overlap_matrix_reference
 from tests.rundir_support import write_run_dir
 
-CASE = Path("testdata/oracle_public/cases/fddb_pub")
+CASE = Path("oracle_public/cases/fddb_pub")
 
 
-def _case(shared_dir: Path):
-    case = shared_dir / CASE
+def _case(data_dir: Path):
+    case = data_dir / CASE
     return (
         case,
         read_ellipse_list(case / "ellipseList.txt"),
@@ -46,9 +47,9 @@ def _case(shared_dir: Path):
     [("0", "rect", "dets_rect.txt"), ("1", "ellipse", "dets_ellipse.txt")],
 )
 def test_oracle_case_byte_identical(
-    shared_dir: Path, tmp_path: Path, fmt: str, kind: str, det_file: str
+    data_dir: Path, tmp_path: Path, fmt: str, kind: str, det_file: str
 ) -> None:
-    case, annotations, sizes = _case(shared_dir)
+    case, annotations, sizes = _case(data_dir)
     roc = evaluate_fddb(annotations, read_detections(case / det_file, kind), sizes, kind)  # type: ignore[arg-type]
     disc, cont = write_roc(tmp_path / "my_", roc)
     assert disc.read_bytes() == (case / "expected" / f"f{fmt}_DiscROC.txt").read_bytes()
@@ -197,8 +198,8 @@ def _write_run_dir(run_dir: Path, dets: list[FddbDetections]) -> list[FddbDetect
     return stored
 
 
-def test_run_dir_input_equals_detection_file_input(shared_dir: Path, tmp_path: Path) -> None:
-    case, annotations, sizes = _case(shared_dir)
+def test_run_dir_input_equals_detection_file_input(data_dir: Path, tmp_path: Path) -> None:
+    case, annotations, sizes = _case(data_dir)
     dets = read_detections(case / "dets_rect.txt", "rect")
     stored = _write_run_dir(tmp_path / "run", dets)
     from_run = detections_from_run_dir(tmp_path / "run")

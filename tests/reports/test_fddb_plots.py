@@ -8,16 +8,16 @@ from pipeline.datasets.fddb import read_detections, read_ellipse_list, read_imag
 from reports.fddb_eval import evaluate_fddb, tpr_at_fp
 from reports.roc_plots import plot_fddb_roc, save_fddb_roc_figures
 
-CASE = Path("testdata/oracle_public/cases/fddb_pub")
+CASE = Path("oracle_public/cases/fddb_pub")
 
 
-def test_figures_written_and_axis_reused(shared_dir: Path, tmp_path: Path) -> None:
+def test_figures_written_and_axis_reused(data_dir: Path, tmp_path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    case = shared_dir / CASE
+    case = data_dir / CASE
     annotations = read_ellipse_list(case / "ellipseList.txt")
     sizes = read_image_sizes_tsv(case / "sizes.tsv")
     curves = {

@@ -31,7 +31,7 @@ from reports.wider_predictions import (
     read_txt_predictions,
     stable_descending,
 )
-from reports.wider_reference import reference_evaluate
+from tests.oracles.wider_reference import reference_evaluate
 from tests.reports.test_wider_helpers import tiny_gt, write_run_dir
 
 REPO = Path(__file__).resolve().parents[2]

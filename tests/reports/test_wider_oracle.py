@@ -18,13 +18,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def case(shared_dir: Path) -> Path:
-    return shared_dir / "testdata" / "oracle_public" / "cases" / "wider_pub"
+def case(data_dir: Path) -> Path:
+    return data_dir / "oracle_public" / "cases" / "wider_pub"
 
 
 @pytest.fixture(scope="module")
-def gt(shared_dir: Path):
-    return load_ground_truth(shared_dir / "data" / "wider_val_gt")
+def gt(data_dir: Path):
+    return load_ground_truth(data_dir / "wider_val_gt")
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +88,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         ("pred_missing", "pyport", 1),
     ],
 )
-def test_cli_json_passes_checker(case, shared_dir, preds, tmp_path, variant, flavour, rc) -> None:
+def test_cli_json_passes_checker(case, data_dir, preds, tmp_path, variant, flavour, rc) -> None:
     out = tmp_path / "r.json"
-    gt_dir = shared_dir / "data" / "wider_val_gt"
+    gt_dir = data_dir / "wider_val_gt"
     proc = _cli(
         "eval",
         "wider",
@@ -110,7 +110,7 @@ def test_cli_json_passes_checker(case, shared_dir, preds, tmp_path, variant, fla
     if not rc:
         assert set(doc) >= {"flavour", "ap", "pr", "num_images", "num_detections"}
         assert doc["num_images"] == 3226 and doc["flavour"] == flavour
-    checker = shared_dir / "testdata" / "oracle_public" / "check_wider.py"
+    checker = data_dir / "oracle_public" / "check_wider.py"
     check = subprocess.run(
         [
             sys.executable,
