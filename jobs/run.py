@@ -57,6 +57,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per forward pass, single-scale (default 1)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="only the first N images of the dataset (in manifest order)")
+    parser.add_argument("--wait-timeout", type=non_negative_float, default=600.0, metavar="S",
+                        help="stop when no detector actor could run for S seconds while work "
+                             "waits (resources busy, nodes lost; default 600; 0 waits on)")
+    parser.add_argument("--retry-errors", action="store_true",
+                        help="on resume, rerun the shards that hold error rows (e.g. after a "
+                             "transient read error); other complete shards are kept")
     parser.add_argument("--restart", action="store_true",
                         help="remove what an earlier run wrote in RUN_DIR (its parts and "
                              "run.json, nothing else) instead of resuming it")
@@ -105,7 +111,8 @@ def run_job(args: argparse.Namespace, dataset_spec: str, command: str) -> Any:
                        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     cluster = ClusterConfig(num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
                             num_cpus_per_worker=args.cpus_per_worker,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size,
+                            wait_timeout=args.wait_timeout or None)
     description = source.describe()
     model = load_model_description(args.model)
     run = RunDir.open_for_writing(args.out, inputs=input_folders(description))
@@ -134,7 +141,7 @@ def _run_on_ray(args: argparse.Namespace, source: Any, run: Any, config: Any, cl
             started = init_ray(args.address)
             try:
                 return run_inference(source, run, config, cluster, dataset_spec=dataset_spec,
-                                     model=model)
+                                     model=model, retry_errors=args.retry_errors)
             finally:
                 if started:
                     import ray

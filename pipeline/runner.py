@@ -21,7 +21,7 @@ import importlib.metadata
 import os
 import platform
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -88,6 +88,8 @@ class ClusterConfig:
         max_shard_attempts: submissions of one shard before the run fails.
         actor_name_prefix: when set, actors are named ``{prefix}-{slot}`` (find them with
             ``ray.get_actor``, e.g. to inspect or fault-inject); names must be unused.
+        wait_timeout: seconds the run may wait with work queued and no actor able to run it
+            (resources busy, nodes lost) before it stops in one line; None waits on.
     """
 
     num_workers: int | None = None
@@ -99,6 +101,7 @@ class ClusterConfig:
     max_restarts: int = 4
     max_shard_attempts: int = 4
     actor_name_prefix: str | None = None
+    wait_timeout: float | None = 600.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ class RunSummary:
 
     ``seconds`` is the invocation's wall time, ``startup_seconds`` the part of it spent before
     the first shard could start (actors up, models loaded, resume checks); ``shard_seconds``
-    and ``write_seconds`` sum the workers' time per shard and its Parquet writing.
+    and ``write_seconds`` sum the workers' time per shard and its Parquet writing;
+    ``shards_requeued`` counts shards sent again after their actor died or their task failed.
     """
 
     run_dir: str
@@ -127,6 +131,7 @@ class RunSummary:
     write_seconds: float
     num_workers: int
     shards_per_node: dict[str, int]
+    shards_requeued: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,139 +208,218 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class _WorkerPool:
-    """Detector actors with a bounded number of shards in flight on each.
+@dataclass
+class _Slot:
+    """One actor of the pool: it takes shards only once its model has loaded (``ready``)."""
 
-    ``submit`` blocks (collecting finished shards) while every actor is full; ``drain``
-    waits for the rest. A shard whose actor is gone for good is resubmitted to a fresh actor.
+    actor: Any
+    probe: Any  # the ref of its model_info call while it is (re)starting, else None
+    ready: bool = False
+    load: int = 0
+
+
+class _WorkerPool:
+    """Detector actors fed from one queue, with a bounded number of shards in flight on each.
+
+    A shard goes only to an actor whose model has loaded, so a restarting or unplaceable
+    actor (its node lost, no room left) never holds work: when an actor dies, the shards it
+    held return to the queue and the live actors run them (tasks are not retried on the same
+    actor). Ray restarts a dead actor where it can (``max_restarts``); one that cannot come
+    back is replaced. While no actor can run, the pool says what it waits for, and gives up
+    after ``wait_timeout`` seconds.
     """
 
     def __init__(self, settings: WorkerSettings, writer: ShardWriter, resources: _Resources,
-                 cluster: ClusterConfig) -> None:
+                 cluster: ClusterConfig, checksum: str, note: Any = None) -> None:
         import ray
 
         self._ray = ray
         self._settings = settings
         self._writer = writer
         self._cluster = cluster
+        self._resources = resources
+        self._checksum = checksum
+        self._note = note or _warn
         self._actor_class = ray.remote(ShardWorker)
         # the one call site of the actors' resources and fault tolerance
         self._options: dict[str, Any] = {
             "num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus,
-            "max_restarts": cluster.max_restarts, "max_task_retries": -1,
+            "max_restarts": cluster.max_restarts, "max_task_retries": 0,
             "scheduling_strategy": "SPREAD"}
         self._generation = 0
-        self.actors: list[Any] = [self._new_actor(i) for i in range(resources.num_workers)]
-        self.actors_started = list(self.actors)
-        self._load: dict[int, int] = {i: 0 for i in range(len(self.actors))}
-        # ref -> (shard, slot, actor it went to, submissions so far)
+        self.slots = [self._new_slot(i) for i in range(resources.num_workers)]
+        self.actors_started = [slot.actor for slot in self.slots]
+        self._queue: deque[tuple[Shard, int]] = deque()
         self._in_flight: dict[Any, tuple[Shard, int, Any, int]] = {}
+        self.shards_requeued = 0
+        self._idle_since: float | None = None
+        self._last_note = 0.0
 
-    def _new_actor(self, slot: int) -> Any:
+    @property
+    def actors(self) -> list[Any]:
+        return [slot.actor for slot in self.slots]
+
+    def _new_slot(self, index: int) -> _Slot:
         options = dict(self._options)
         prefix = self._cluster.actor_name_prefix
         if prefix is not None:
             # a replacement gets a new name: the dead actor's name may not be released yet
-            options["name"] = f"{prefix}-{slot}" + (f"-r{self._generation}"
-                                                    if self._generation else "")
-        return self._actor_class.options(**options).remote(self._settings, self._writer)
+            options["name"] = f"{prefix}-{index}" + (f"-r{self._generation}"
+                                                     if self._generation else "")
+        actor: Any = self._actor_class.options(**options).remote(self._settings, self._writer)
+        return _Slot(actor=actor, probe=actor.model_info.remote())
 
-    def model_infos(self) -> list[dict[str, Any]]:
-        """Each actor's model info (waits for every actor to load its model).
-
-        An actor that dies while starting (killed, node lost) is replaced once; one whose
-        own start-up raised (e.g. the model spec names no model) is not, as it would fail
-        again.
-
-        Raises:
-            RuntimeError: an actor could not start, with the root cause's last line.
-        """
-        return [self._model_info_of(slot) for slot in range(len(self.actors))]
-
-    def _model_info_of(self, slot: int) -> dict[str, Any]:
-        errors = self._ray.exceptions
-        for attempt in range(2):
-            try:
-                return dict(self._ray.get(self.actors[slot].model_info.remote()))
-            except errors.RayActorError as exc:
-                if attempt == 1 or getattr(exc, "actor_init_failed", False):
-                    raise RuntimeError("detector workers could not start: "
-                                       f"{_root_cause(exc)}") from exc
-                self._replace(slot)
-            except errors.RayError as exc:
-                raise RuntimeError("detector workers could not start: "
-                                   f"{_root_cause(exc)}") from exc
-        raise AssertionError("unreachable")
-
-    def _replace(self, slot: int) -> None:
-        """Kill the actor of ``slot`` for good and start a fresh one in its place."""
+    def _replace(self, index: int) -> None:
+        """Kill the actor of ``index`` for good and start a fresh one in its place."""
         try:
-            self._ray.kill(self.actors[slot], no_restart=True)
+            self._ray.kill(self.slots[index].actor, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
         self._generation += 1
-        self.actors[slot] = self._new_actor(slot)
+        self.slots[index] = self._new_slot(index)
+        self.actors_started.append(self.slots[index].actor)
 
-    def submit(self, shard: Shard, tries: int = 0) -> list[ShardResult]:
-        """Queue ``shard`` on the least loaded actor; return shards finished meanwhile."""
+    def _probe_done(self, index: int, ref: Any) -> None:
+        """An actor's model_info answered: it is ready, or it died (replaced once more), or
+        its own start-up failed (the run fails: every actor would fail alike)."""
+        slot = self.slots[index]
+        errors = self._ray.exceptions
+        try:
+            info = dict(self._ray.get(ref))
+        except errors.RayActorError as exc:
+            if getattr(exc, "actor_init_failed", False):
+                raise RuntimeError(f"detector workers could not start: {_root_cause(exc)}") \
+                    from exc
+            self._replace(index)
+            return
+        except errors.RayError as exc:
+            raise RuntimeError(f"detector workers could not start: {_root_cause(exc)}") from exc
+        if info.get("checksum") != self._checksum:
+            raise RuntimeError(f"a worker loaded other weights (checksum {info.get('checksum')})"
+                               f" than the driver ({self._checksum}); a checkpoint path must "
+                               "name the same file on every node")
+        slot.ready, slot.probe = True, None
+
+    def submit(self, shard: Shard) -> list[ShardResult]:
+        """Queue ``shard``; return shards finished meanwhile (blocks while the pool is full)."""
+        self._queue.append((shard, 0))
         finished: list[ShardResult] = []
-        capacity = len(self.actors) * self._cluster.max_in_flight_per_worker
-        while len(self._in_flight) >= capacity:
-            finished.extend(self._collect(timeout=None))
-        slot = min(self._load, key=lambda s: self._load[s])
-        self._send(shard, slot, tries + 1)
+        self._dispatch()
+        capacity = len(self.slots) * self._cluster.max_in_flight_per_worker
+        while len(self._queue) + len(self._in_flight) > capacity:
+            finished.extend(self._collect())
         return finished
 
-    def _send(self, shard: Shard, slot: int, tries: int) -> None:
-        actor = self.actors[slot]
-        ref = actor.process.remote(shard)
-        self._in_flight[ref] = (shard, slot, actor, tries)
-        self._load[slot] += 1
-
-    def _collect(self, timeout: float | None) -> list[ShardResult]:
-        """Wait for at least one in-flight shard (or ``timeout``); handle failures."""
-        ready, _ = self._ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
+    def drain(self) -> list[ShardResult]:
+        """Run every queued shard and wait for every shard in flight."""
         out: list[ShardResult] = []
-        for ref in ready:
-            shard, slot, actor, tries = self._in_flight.pop(ref)
-            self._load[slot] -= 1
-            try:
-                out.append(self._ray.get(ref))
-            except self._ray.exceptions.RayActorError as exc:
-                # replace the actor once, not once per shard that was queued on it
-                self._retry(shard, slot, tries, exc, replace=actor is self.actors[slot])
-            except self._ray.exceptions.RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, OutputWriteError):  # a full disk does not heal by retrying
-                    raise OutputWriteError(str(cause)) from exc
-                self._retry(shard, slot, tries, exc, replace=False)
+        while self._queue or self._in_flight:
+            out.extend(self._collect())
         return out
 
-    def _retry(self, shard: Shard, slot: int, tries: int, exc: Exception, *,
-               replace: bool) -> None:
+    def _dispatch(self) -> None:
+        """Send queued shards to ready actors, least loaded first."""
+        limit = self._cluster.max_in_flight_per_worker
+        while self._queue:
+            ready = [i for i, s in enumerate(self.slots) if s.ready and s.load < limit]
+            if not ready:
+                return
+            index = min(ready, key=lambda i: self.slots[i].load)
+            shard, tries = self._queue.popleft()
+            slot = self.slots[index]
+            ref = slot.actor.process.remote(shard)
+            self._in_flight[ref] = (shard, index, slot.actor, tries + 1)
+            slot.load += 1
+
+    def _collect(self) -> list[ShardResult]:
+        """Wait for a shard or an actor's start-up (at most a few seconds); handle both."""
+        probes = {s.probe: i for i, s in enumerate(self.slots) if s.probe is not None}
+        waiting = [*self._in_flight, *probes]
+        ready, _ = self._ray.wait(waiting, num_returns=1, timeout=WAIT_POLL_S)
+        out: list[ShardResult] = []
+        for ref in ready:
+            if ref in probes:
+                self._probe_done(probes[ref], ref)
+            else:
+                out.extend(self._shard_done(ref))
+        self._dispatch()
+        self._check_waiting(bool(ready))
+        return out
+
+    def _shard_done(self, ref: Any) -> list[ShardResult]:
+        shard, index, actor, tries = self._in_flight.pop(ref)
+        slot = self.slots[index]
+        if slot.actor is actor:
+            slot.load -= 1
+        errors = self._ray.exceptions
+        try:
+            return [self._ray.get(ref)]
+        except errors.OutOfMemoryError as exc:
+            raise RuntimeError(_oom_message(shard, exc)) from exc
+        except errors.RayActorError as exc:
+            if slot.actor is actor and slot.ready:  # the actor died: probe it once
+                slot.ready, slot.load = False, 0
+                slot.probe = actor.model_info.remote()
+            self._requeue(shard, tries, exc)
+        except errors.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, OutputWriteError):  # a full disk does not heal by retrying
+                raise OutputWriteError(str(cause)) from exc
+            self._requeue(shard, tries, exc)
+        return []
+
+    def _requeue(self, shard: Shard, tries: int, exc: Exception) -> None:
         if tries >= self._cluster.max_shard_attempts:
             raise RuntimeError(f"shard {shard.index} (first image "
                                f"{shard.entries[0].image_id!r}) failed {tries} times: "
                                f"{_root_cause(exc)}")
-        if replace:  # the actor is dead for good (restarts used up): start a fresh one
-            self._replace(slot)
-        self._send(shard, slot, tries + 1)
+        self.shards_requeued += 1
+        self._queue.appendleft((shard, tries))
 
-    def drain(self) -> list[ShardResult]:
-        """Wait for every shard in flight."""
-        out: list[ShardResult] = []
-        while self._in_flight:
-            out.extend(self._collect(timeout=None))
-        return out
+    def _check_waiting(self, progressed: bool) -> None:
+        """Say what the pool waits for when no actor can take the queued work; give up
+        after ``wait_timeout``."""
+        now = time.monotonic()
+        if progressed or not self._queue or any(s.ready for s in self.slots):
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+            return
+        waited = now - self._idle_since
+        if waited >= NOTE_AFTER_S and now - self._last_note >= NOTE_EVERY_S:
+            self._last_note = now
+            self._note(self._waiting_line(waited))
+        timeout = self._cluster.wait_timeout
+        if timeout is not None and waited >= timeout:
+            raise RuntimeError(f"gave up after {waited:.0f} s: {self._waiting_line(waited)}; "
+                               "free resources, lower --workers/--cpus-per-worker, or raise "
+                               "--wait-timeout")
+
+    def _waiting_line(self, waited: float) -> str:
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        free = self._ray.available_resources()
+        need = f"{self._resources.num_cpus:g} CPUs" + (
+            f" and {self._resources.num_gpus:g} GPUs" if self._resources.num_gpus else "")
+        have = f"{free.get('CPU', 0.0):g} CPUs" + (
+            f" and {free.get('GPU', 0.0):g} GPUs" if self._resources.num_gpus else "")
+        return (f"waiting {waited:.0f} s for a detector actor of {need}: {have} free on "
+                f"{len(nodes)} nodes")
 
     def shutdown(self) -> None:
         """Kill the actors (frees their CPUs/GPUs at once)."""
-        for actor in self.actors:
+        for slot in self.slots:
             try:
-                self._ray.kill(actor, no_restart=True)
+                self._ray.kill(slot.actor, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        self.actors = []
+        self.slots = []
+
+
+def _oom_message(shard: Shard, exc: BaseException) -> str:
+    return (f"shard {shard.index} (first image {shard.entries[0].image_id!r}) ran out of "
+            f"memory: {_root_cause(exc)}; lower --batch-size or --max-size, or use fewer, "
+            "larger workers")
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -358,7 +442,7 @@ def _run_config(config: RunConfig, model: dict[str, Any],
 
 
 def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
-                shards_to_run: int) -> _WorkerPool:
+                shards_to_run: int, checksum: str) -> _WorkerPool:
     """Start the actors: no more than there are shards left, but at least one."""
     import ray
 
@@ -371,7 +455,12 @@ def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
         decode_threads=cluster.decode_threads, batch_size=cluster.batch_size,
         use_gpu=resources.num_gpus > 0)
-    return _WorkerPool(settings, writer, resources, cluster)
+    return _WorkerPool(settings, writer, resources, cluster, checksum)
+
+
+WAIT_POLL_S = 2.0  # how often the pool looks up from waiting
+NOTE_AFTER_S = 10.0  # idle this long with work queued: say what the run waits for
+NOTE_EVERY_S = 30.0
 
 
 def _warn(message: str) -> None:
@@ -380,19 +469,11 @@ def _warn(message: str) -> None:
     print(f"dsfd: note: {message}", file=sys.stderr)
 
 
-def _check_workers_model(pool: _WorkerPool, model: dict[str, Any]) -> None:
-    """Every actor loaded the weights the driver checked (same checksum)."""
-    checksums = {i["checksum"] for i in pool.model_infos()}
-    if checksums != {model["checksum"]}:
-        raise RuntimeError(f"workers loaded other weights (checksums {sorted(checksums)}) than "
-                           f"the driver ({model['checksum']}); a checkpoint path must name the "
-                           "same file on every node")
-
-
 def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
                   config: RunConfig, cluster: ClusterConfig = ClusterConfig(), *,
                   dataset_spec: str = "", model: dict[str, Any] | None = None,
-                  restart: bool = False, progress: bool | None = None) -> RunSummary:
+                  restart: bool = False, retry_errors: bool = False,
+                  progress: bool | None = None) -> RunSummary:
     """Run the detector over ``source`` on the initialised Ray, writing into ``run``.
 
     Args:
@@ -405,6 +486,7 @@ def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
         model: :func:`pipeline.actors.describe_model` of ``config.model`` when the caller
             already loaded it (it is loaded here otherwise).
         restart: with a path, remove what an earlier run wrote there first.
+        retry_errors: rerun the complete shards that hold error rows.
         progress: show a progress bar (None: only when stderr is a terminal).
 
     Returns:
@@ -419,12 +501,13 @@ def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
     if not isinstance(run, RunDir):
         with RunDir.open_for_writing(run, restart=restart) as opened:
             return run_inference(source, opened, config, cluster, dataset_spec=dataset_spec,
-                                 model=model, progress=progress)
+                                 model=model, retry_errors=retry_errors, progress=progress)
     started, start = _now(), time.perf_counter()
     dataset = source.describe()
     model = model or describe_model(config.model)
     run_config = _run_config(config, model, dataset)
-    state = run.prepare(run_config, iter_shards(source.iter_manifest(), config.shard_size))
+    state = run.prepare(run_config, iter_shards(source.iter_manifest(), config.shard_size),
+                        retry_errors=retry_errors)
     old = run.record or {}
     record: dict[str, Any] = {
         "config": run_config, "dataset_spec": dataset_spec, "dataset_name": source.name,
@@ -434,10 +517,8 @@ def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
         "timing": old.get("timing", {}), "history": list(old.get("history", []))}
     writer = run.begin(record)
     left = state.num_shards - state.done.num_shards
-    pool = _start_pool(config, cluster, writer, left) if left else None
+    pool = _start_pool(config, cluster, writer, left, model["checksum"]) if left else None
     try:
-        if pool is not None:
-            _check_workers_model(pool, model)  # waits until every actor has loaded the model
         summary, plan = _stream(source, run, config, pool, state, progress, start,
                                 time.perf_counter() - start)
     finally:
@@ -457,7 +538,8 @@ def _finish_record(record: dict[str, Any], summary: RunSummary, plan: dict[str, 
              "shards_run": summary.shards_run, "shards_skipped": summary.shards_skipped,
              "images_run": summary.images_run, "startup_seconds": summary.startup_seconds,
              "shard_seconds": summary.shard_seconds, "write_seconds": summary.write_seconds,
-             "shards_per_node": summary.shards_per_node}
+             "shards_per_node": summary.shards_per_node,
+             "shards_requeued": summary.shards_requeued}
     record["plan"] = plan
     record["history"] = [*record.get("history", []), entry]
     record["totals"] = {"num_images": summary.num_images, "num_errors": summary.num_errors,
@@ -522,6 +604,7 @@ def _stream(source: DatasetSource, run: RunDir, config: RunConfig, pool: _Worker
         seconds=time.perf_counter() - start, shard_seconds=sum(r.seconds for r in done),
         write_seconds=sum(r.write_seconds for r in done),
         num_workers=len(pool.actors_started) if pool is not None else 0,
+        shards_requeued=pool.shards_requeued if pool is not None else 0,
         shards_per_node=dict(Counter(r.node for r in done)))
     plan = {"shard_size": config.shard_size, "num_shards": digest.num_shards,
             "num_images": digest.num_images, "manifest_digest": digest.hexdigest(),

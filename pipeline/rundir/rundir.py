@@ -377,12 +377,14 @@ class RunDir:
                                    f"({'; '.join(diffs)}); use --restart to replace it, or "
                                    "another --out")
 
-    def prepare(self, config: dict[str, Any], shards: Iterable[Shard]) -> ResumeState:
+    def prepare(self, config: dict[str, Any], shards: Iterable[Shard], *,
+                retry_errors: bool = False) -> ResumeState:
         """Check the recorded run against ``config`` and the manifest's shards; tidy parts.
 
         Complete shards must hold the manifest's images and this config; a shard with a
-        damaged, truncated or half-written part is removed here (and so redone). A part
-        beyond the manifest's last shard means the dataset shrank.
+        damaged, truncated or half-written part is removed here (and so redone), and with
+        ``retry_errors`` so is a whole shard that holds error rows. A part beyond the
+        manifest's last shard means the dataset shrank.
 
         Raises:
             RunMismatchError: another config, another dataset, or parts of another run.
@@ -400,6 +402,9 @@ class RunDir:
                 continue
             infos = [inspect_part(p, t) for p, t in zip(paths, TABLES, strict=True) if p]
             problem = self._shard_problem(shard, infos, digest)
+            if problem is None and retry_errors and infos[1].meta.get("num_errors"):
+                problem = (f"shard {shard.index} holds {infos[1].meta['num_errors']} error "
+                           "rows (--retry-errors)")
             if problem is None:
                 meta = infos[1].meta
                 done.add(int(meta["num_images"]), int(meta["num_errors"]),
