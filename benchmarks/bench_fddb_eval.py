@@ -13,7 +13,7 @@ and seeded detections:
 
 It times, in the same process:
 
-- ours: ``reports.fddb_eval.evaluate_fddb`` (cropped masks on a reused canvas, overlaps cached
+- ours: ``reports.fddb.evaluate_fddb`` (cropped masks on a reused canvas, overlaps cached
   per image, one solve per distinct matching problem);
 - reference: the straightforward procedure (one whole-image mask per annotation and per
   detection for every pair, and a solve at every threshold, as the C program does),
@@ -38,13 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.datasets.fddb import FddbDataset, FddbDetections, FddbImage  # noqa: E402
-from reports.fddb_eval import (  # noqa: E402
+from reports.fddb import evaluate_fddb, roc_lines  # noqa: E402
+from reports.fddb.roc import (  # noqa: E402
     DBL_MAX,
     ImageRoc,
     _solve_matches,
-    evaluate_fddb,
     merge_image_rocs,
-    roc_lines,
     tpr_at_fp,
 )
 from tests.oracles.fddb_overlap_reference import overlap_matrix_reference  # noqa: E402

@@ -49,7 +49,7 @@ def synthetic_image(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A rendered WIDER-like synthetic scene resized to ``height x width``: uint8 RGB."""
     import cv2
 
-    from pipeline.datasets.synthetic import render_wider_image
+    from pipeline.synthetic import render_wider_image
 
     _, scene = render_wider_image(seed, "val", 0)
     return np.ascontiguousarray(

@@ -84,7 +84,7 @@ def bare_loop(checkpoint: Path, paths: list[str], threads: int) -> float:
 def pipeline_run(folder: Path, checkpoint: Path, run_dir: Path, workers: int,
                  threads: int, shard_size: int) -> Any:
     """One ``run_inference`` over ``folder:`` on the already-initialised local Ray."""
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
     from pipeline.runner import ClusterConfig, RunConfig, run_inference
 
     return run_inference(open_dataset(f"folder:{folder}"), run_dir,

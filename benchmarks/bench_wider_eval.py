@@ -1,4 +1,4 @@
-"""WIDER evaluator speed: vectorised ``reports.wider_eval`` vs the slow transcription of the
+"""WIDER evaluator speed: vectorised ``reports.wider`` vs the slow transcription of the
 tools (``tests.oracles.wider_reference``), on seeded synthetic detections for the real val GT.
 
 Detections: every ground-truth box, kept with a probability that grows with its size, is
@@ -27,12 +27,8 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from pipeline.datasets.wider import WiderGroundTruth, load_wider_gt_dir  # noqa: E402
-from reports.wider_eval import evaluate_predictions  # noqa: E402
-from reports.wider_predictions import (  # noqa: E402
-    ImageDetections,
-    WiderPredictions,
-    stable_descending,
-)
+from reports.wider import ImageDetections, WiderPredictions, evaluate_predictions  # noqa: E402
+from reports.wider.predictions import stable_descending  # noqa: E402
 from tests.oracles.wider_reference import reference_evaluate  # noqa: E402
 
 DEFAULT_GT = Path(__file__).resolve().parents[1] / "tests" / "data" / "wider_val_gt"

@@ -100,7 +100,7 @@ def _prepare(work: Path, num_images: int) -> tuple[Path, Path]:
     import torch
 
     import dsfd
-    from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
+    from pipeline.synthetic import SynthConfig, generate_benchmark
 
     root = work / "synth"
     generate_benchmark(root, SynthConfig(seed=3, num_val=num_images, num_train=0, num_fddb=0))
@@ -206,7 +206,7 @@ def _in_process_trial(setup: SoakSetup, result: TrialResult, run_dir: Path,
     """Run in a thread of this driver; kill an actor (Ray API) or its process (SIGKILL)."""
     import ray
 
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
     from pipeline.runner import run_inference
 
     prefix = f"soak-{uuid.uuid4().hex[:8]}"
@@ -355,7 +355,7 @@ def run_trial(setup: SoakSetup, trial: int, seed: int, cycle: bool = False) -> T
 
 
 def _reference(root: Path, checkpoint: Path, work: Path, shard_size: int) -> dict[str, Any]:
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
     from pipeline.runner import run_inference
 
     config, cluster = _configs(checkpoint, shard_size)

@@ -40,7 +40,7 @@ def evaluate(model: Any, synth: Path, txt_dir: Path) -> dict[str, float]:
 
     from dsfd import Detector
     from pipeline.datasets.wider import WiderDataset, format_wider_detections, split_image_id
-    from reports.wider_eval import evaluate_wider
+    from reports.wider import evaluate_run
 
     detector = Detector(model.eval(), batch_size=1)
     dataset = WiderDataset(synth / "wider", "val")
@@ -51,7 +51,7 @@ def evaluate(model: Any, synth: Path, txt_dir: Path) -> dict[str, float]:
         path = txt_dir / event / f"{name}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(format_wider_detections(name, dets[:, :4], dets[:, 4]))
-    result = evaluate_wider(txt_dir, synth / "wider", "matlab")
+    result = evaluate_run(txt_dir, synth / "wider", "matlab")
     return {k: float(v) for k, v in result.to_json(with_pr=False)["ap"].items()}
 
 

@@ -8,8 +8,14 @@ per face of each policy) and ``OUT/face_scales.{png,pdf}``, ``OUT/matched_anchor
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from jobs.common import CommandError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pipeline.training.anchor_table import AnchorJob
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         required=True,
-        help="wider:ROOT[:split], synthetic:DIR[:split] or wider-gt:DIR (boxes of "
+        help="wider:ROOT[:split], synthetic:DIR[:split] or wider-gt:GT_DIR|MAT_FILE (boxes of "
         "wider_face_val.mat; images absent, 1024x768 canvases assumed)",
     )
     parser.add_argument("--out", required=True, help="output folder")
@@ -46,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     """Compute the table, summary and figures; print the mean matched anchors per policy."""
     import torch
 
-    from pipeline.anchor_table import AnchorJob, collect_anchor_table, write_anchor_outputs
-    from pipeline.train_data import load_face_records
+    from pipeline.datasets import face_records
+    from pipeline.training.anchor_table import AnchorJob, collect_anchor_table
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     policies = ("ssd", "iam") if args.policy == "both" else (args.policy,)
@@ -60,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
         pos_thresh=args.pos_thresh,
     )
     try:
-        records = load_face_records(args.dataset, default_split=args.split)
+        records = face_records(args.dataset, default_split=args.split)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from exc
     table = collect_anchor_table(records, job)
-    assumed = args.dataset.startswith("wider-gt:")
-    summary = write_anchor_outputs(table, args.out, job, args.dataset, assumed_size=assumed)
+    assumed = any(r.path is None for r in records)  # a boxes-only source (wider-gt)
+    summary = _write_outputs(table, args.out, job, args.dataset, assumed)
     if summary["image_size_assumption"]:
         print(f"note: {summary['image_size_assumption']}")
     for policy, entry in summary["policies"].items():
@@ -75,3 +81,22 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out}")
     return 0
+
+
+def _write_outputs(table: pa.Table, out: str, job: AnchorJob, dataset: str,
+                   assumed: bool) -> dict[str, Any]:
+    """The table (pipeline), its per-policy statistics and figures (reports), ``summary.json``."""
+    from pipeline.training.anchor_table import (
+        anchor_note,
+        size_assumption,
+        write_anchor_summary,
+        write_anchor_table,
+    )
+    from reports.figures.anchors import summarize, write_figures
+
+    write_anchor_table(table, out)
+    frame = table.to_pandas()
+    assumption = size_assumption(assumed)
+    summary = write_anchor_summary(out, job, dataset, assumption, summarize(frame))
+    write_figures(frame, out, note=anchor_note(job, dataset, assumption))
+    return summary

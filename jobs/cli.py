@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs.common import CommandError, interrupt_on_sigterm
+from pipeline.exports import exporter_names, get_exporter  # names only: no numpy
 
 # subcommand -> (module, one-line help); "eval" and "export" have their own sub-subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,8 +36,8 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         },
     ),
     "export": (
-        "export detections to an official format",
-        {"wider": ("jobs.export_wider", "WIDER FACE submission txt files")},
+        "export a run's detections to a label or submission format",
+        {name: ("jobs.export", get_exporter(name).description) for name in exporter_names()},
     ),
 }
 

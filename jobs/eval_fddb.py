@@ -20,10 +20,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 
 if TYPE_CHECKING:
-    from reports.fddb_eval import FddbRoc
+    from pipeline.datasets.fddb import DetFormat, FddbImage
+    from reports.fddb import FddbResult
+    from reports.fddb.inputs import Detections
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -67,31 +69,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_detections(pred: Path, det_format: str):
-    from pipeline.datasets.fddb import read_detections
-    from reports.fddb_inputs import detections_from_run_dir
+def _load_detections(pred: Path, det_format: DetFormat) -> Detections:
+    """``--pred``: a run directory (rectangles) or a detection file, refused in one line."""
+    from reports.fddb.inputs import read_predictions
 
-    if pred.is_dir():
-        if det_format != "rect":
-            raise CommandError("a run directory holds rectangles: use --det-format rect")
-        return detections_from_run_dir(pred)
-    if not pred.is_file():
+    if pred.is_dir() and det_format != "rect":
+        raise CommandError("a run directory holds rectangles: use --det-format rect")
+    if not pred.is_dir() and not pred.is_file():
         raise CommandError(f"--pred not found: {pred}")
-    return read_detections(pred, det_format)  # type: ignore[arg-type]
+    return read_predictions(pred, det_format)
 
 
 def _load_sizes(spec: Path, image_ids: list[str], ext: str) -> dict[str, tuple[int, int]]:
-    from pipeline.datasets.fddb import read_image_sizes_from_dir, read_image_sizes_tsv
+    """``--sizes``: an image folder or a size table with a size for every annotated image."""
+    from reports.fddb.inputs import read_sizes
 
-    if spec.is_dir():
-        return read_image_sizes_from_dir(spec, image_ids, ext)
-    if not spec.is_file():
+    if not spec.is_dir() and not spec.is_file():
         raise CommandError(f"--sizes not found: {spec}")
-    sizes = read_image_sizes_tsv(spec)
-    missing = [i for i in image_ids if i not in sizes]
-    if missing:
-        raise CommandError(f"{spec}: no size for {len(missing)} images, e.g. {missing[0]!r}")
-    return sizes
+    return read_sizes(spec, image_ids, ext)
 
 
 def _note_unknown_images(detections: object, image_ids: list[str]) -> None:
@@ -118,28 +113,14 @@ def _note_missing_images(missing: tuple[str, ...], num_images: int) -> None:
         )
 
 
-def _write_summary(
-    args: argparse.Namespace,
-    roc: FddbRoc,
-    num_images: int,
-    tpr: tuple[float, float],
-    paths: tuple[Path, Path],
-) -> None:
-    """Write ``PREFIXfddb.json``: settings, counts, TPR (discrete, continuous), ROC files."""
+def _write_summary(args: argparse.Namespace, result: FddbResult, paths: tuple[Path, Path]) -> None:
+    """Write ``PREFIXfddb.json``: the inputs, the result's settings, counts and TPR (discrete,
+    continuous), and the ROC files."""
     summary = {
         "pred": str(args.pred),
         "annotations": str(args.annotations),
         "sizes": str(args.sizes),
-        "det_format": args.det_format,
-        "ellipse": args.ellipse,
-        "fp_budget": args.fp_budget,
-        "num_images": num_images,
-        "num_faces": roc.num_faces,
-        "num_images_without_prediction": roc.num_images_without_prediction,
-        "images_without_prediction": list(roc.images_without_prediction),
-        "num_points": int(len(roc.fp)),
-        "tpr_disc": tpr[0],
-        "tpr_cont": tpr[1],
+        **result.to_json(with_roc=False),
         "disc_roc": str(paths[0]),
         "cont_roc": str(paths[1]),
     }
@@ -147,36 +128,53 @@ def _write_summary(
     summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate, write the ROC files and print the TPR at the budget."""
-    from pipeline.datasets.fddb import read_annotations
-    from reports.fddb_ellipse import fit_ellipse_regressor, load_rect_to_ellipse, matched_pairs
-    from reports.fddb_eval import evaluate_fddb, tpr_at_fp, write_roc
-    from reports.fddb_inputs import index_detections
+def _fit_ellipse(
+    args: argparse.Namespace,
+    annotations: list[FddbImage],
+    detections: Detections,
+    sizes: dict[str, tuple[int, int]],
+) -> None:
+    """``--fit-ellipse``: fit a rectangle -> ellipse regressor on the matched pairs, save it."""
+    from reports.fddb.ellipse import fit_ellipse_regressor, matched_pairs
+    from reports.fddb.inputs import index_detections
 
-    annotations = read_annotations(args.annotations)
+    if args.det_format != "rect":
+        raise CommandError("--fit-ellipse needs rectangle detections (--det-format rect)")
+    rects, ellipses = matched_pairs(annotations, index_detections(detections), sizes)
+    regressor = fit_ellipse_regressor(rects, ellipses, name=Path(args.fit_ellipse).stem)
+    regressor.save(args.fit_ellipse)
+    print(f"fitted ellipse regressor on {len(rects)} pairs: {args.fit_ellipse}")
+
+
+def _check_ellipse(args: argparse.Namespace) -> None:
+    """``--ellipse`` converts rectangles: refuse it (once resolved) with ellipse detections."""
+    from reports.fddb.ellipse import load_rect_to_ellipse
+
+    if args.det_format != "rect" and load_rect_to_ellipse(args.ellipse) is not None:
+        raise CommandError("--ellipse converts rectangles: use it with --det-format rect")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate (:func:`reports.fddb.evaluate_run`), write the ROC files and the summary, and
+    print the TPR at the budget."""
+    from reports.fddb import evaluate_run, write_roc
+    from reports.fddb.inputs import load_annotations
+
+    annotations = load_annotations(args.annotations)
     image_ids = [a.image_id for a in annotations]
     detections = _load_detections(Path(args.pred), args.det_format)
     sizes = _load_sizes(Path(args.sizes), image_ids, args.image_ext)
     _note_unknown_images(detections, image_ids)
     if args.fit_ellipse:
-        if args.det_format != "rect":
-            raise CommandError("--fit-ellipse needs rectangle detections (--det-format rect)")
-        rects, ellipses = matched_pairs(annotations, index_detections(detections), sizes)
-        regressor = fit_ellipse_regressor(rects, ellipses, name=Path(args.fit_ellipse).stem)
-        regressor.save(args.fit_ellipse)
-        print(f"fitted ellipse regressor on {len(rects)} pairs: {args.fit_ellipse}")
-    to_ellipse = load_rect_to_ellipse(args.ellipse)
-    if to_ellipse is not None and args.det_format != "rect":
-        raise CommandError("--ellipse converts rectangles: use it with --det-format rect")
-    roc = evaluate_fddb(annotations, detections, sizes, args.det_format, to_ellipse)
-    disc_path, cont_path = write_roc(args.out, roc)
-    tpr_disc = tpr_at_fp(roc.tpr_disc, roc.fp, args.fp_budget)
-    tpr_cont = tpr_at_fp(roc.tpr_cont, roc.fp, args.fp_budget)
-    _write_summary(args, roc, len(annotations), (tpr_disc, tpr_cont), (disc_path, cont_path))
-    _note_missing_images(roc.images_without_prediction, len(annotations))
+        _fit_ellipse(args, annotations, detections, sizes)
+    _check_ellipse(args)
+    result = evaluate_run(detections, annotations, sizes=sizes, det_format=args.det_format,
+                          ellipse=args.ellipse, fp_budget=args.fp_budget)
+    disc_path, cont_path = write_roc(args.out, result.roc)
+    _write_summary(args, result, (disc_path, cont_path))
+    _note_missing_images(result.images_without_prediction, result.num_images)
     budget = f"{args.fp_budget:g}"
-    print(f"FDDB {len(annotations)} images, {roc.num_faces} faces, ellipse={args.ellipse}")
-    print(f"discrete   TPR@{budget}FP = {tpr_disc:.6f}  ({disc_path})")
-    print(f"continuous TPR@{budget}FP = {tpr_cont:.6f}  ({cont_path})")
+    print(f"FDDB {result.num_images} images, {result.num_faces} faces, ellipse={args.ellipse}")
+    print(f"discrete   TPR@{budget}FP = {result.tpr_disc:.6f}  ({disc_path})")
+    print(f"continuous TPR@{budget}FP = {result.tpr_cont:.6f}  ({cont_path})")
     return 0

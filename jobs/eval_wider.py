@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 
 if TYPE_CHECKING:
-    from reports.wider_eval import WiderResult
+    from reports.wider import WiderResult
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -54,23 +54,18 @@ def _write_json(path: str, doc: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports.wider_eval import (
-        WiderPortCrash,
-        evaluate_predictions,
-        load_ground_truth,
-        load_predictions,
-    )
+    """Evaluate (:func:`reports.wider.evaluate_run`), print, write the JSON and the plot."""
+    from reports.wider import WiderPortCrash, evaluate_run
 
     if not Path(args.pred).is_dir():
         raise CommandError(f"--pred {args.pred}: not a folder")
-    gt = load_ground_truth(args.gt)
     try:
-        pred = load_predictions(args.pred, gt, args.flavour)
+        result = evaluate_run(args.pred, args.gt, args.flavour, attributes=args.attributes,
+                              target_precision=args.precision)
     except WiderPortCrash as exc:
         if args.json:
             _write_json(args.json, {"flavour": args.flavour, "error": str(exc)})
         raise CommandError(str(exc)) from None
-    result, state = evaluate_predictions(pred, gt, track_faces=args.attributes)
     for line in result.messages:
         print(line)
     _warn(result)
@@ -80,17 +75,13 @@ def run(args: argparse.Namespace) -> int:
     )
     for setting, ap in result.ap.items():
         print(f"  {setting:<7} {ap:.17g}")
-    doc = result.to_json()
-    if args.attributes:
-        from reports.wider_attributes import attribute_breakdown
-
-        breakdown = attribute_breakdown(state, result, gt, target_precision=args.precision)
-        doc["attributes"] = breakdown
-        _print_breakdown(breakdown)
+    if result.attributes is not None:
+        _print_breakdown(result.attributes)
     if args.json:
-        _write_json(args.json, doc)
+        _write_json(args.json, result.to_json())
     if args.plot:
-        from reports.plots import plot_wider_pr, save_figure
+        from reports.figures import save_figure
+        from reports.figures.wider_pr import plot_wider_pr
 
         fig, _ = plot_wider_pr({args.label or Path(args.pred).name: result})
         for path in save_figure(fig, args.plot):

@@ -2,33 +2,24 @@
 
 The same pipeline as ``dsfd run`` (resumable run directory of Parquet parts) over
 ``folder:PATH`` or ``list:FILE``; ``--min-score`` is applied only when exporting, so one run
-can be exported at several thresholds. ``--export coco`` writes ``RUN_DIR/labels.coco.json``;
-``--export wider`` writes the WIDER FACE submission text files under ``RUN_DIR/labels.wider/``.
+can be exported at several thresholds. ``--export KIND`` picks an exporter of
+:mod:`pipeline.exports` (coco, wider, yolo) and writes its default output inside the run
+directory (``labels.coco.json``, ``labels.wider/``, ``labels.yolo/``), with boxes clipped to
+their image: pseudo-labels lie inside the image.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
-from jobs.common import CommandError
+from jobs.common import CommandError, score
 from jobs.run import add_run_arguments, describe_summary, run_job
+from pipeline.exports import exporter_names, get_exporter
 
 DEFAULT_MIN_SCORE = 0.5
-COCO_FILE = "labels.coco.json"
-WIDER_DIR = "labels.wider"
-
-
-def _score(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a score in [0, 1], got {text!r}") from exc
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"expected a score in [0, 1], got {text!r}")
-    return value
+DEFAULT_EXPORT = "coco"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,10 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="an image folder, a list file (one path per line), or a "
                              "folder:/list: spec")
     add_run_arguments(parser)
-    parser.add_argument("--min-score", type=_score, default=DEFAULT_MIN_SCORE, metavar="S",
+    parser.add_argument("--min-score", type=score, default=DEFAULT_MIN_SCORE, metavar="S",
                         help=f"export boxes scoring at least S (default {DEFAULT_MIN_SCORE})")
-    parser.add_argument("--export", choices=("coco", "wider"), default="coco",
-                        help="label format written into RUN_DIR (default coco)")
+    parser.add_argument("--export", choices=exporter_names(), default=DEFAULT_EXPORT,
+                        help=f"label format written into RUN_DIR (default {DEFAULT_EXPORT})")
 
 
 def images_spec(images: str) -> str:
@@ -54,21 +45,13 @@ def images_spec(images: str) -> str:
 
 
 def export_labels(run_dir: str, kind: str, min_score: float) -> str:
-    """Export the run's detections with ``score >= min_score``, clipped to each image (boxes
-    left without area dropped; the Parquet rows stay as detected); returns what was written."""
-    if kind == "coco":
-        from pipeline.coco import export_coco
-
-        out = os.path.join(run_dir, COCO_FILE)
-        s = export_coco(run_dir, out, min_score=min_score, clip=True)
-        return (f"{out} ({s.num_images} images, {s.num_annotations} faces, "
-                f"{s.num_errors} unreadable images left out)")
-    from reports.wider_export import export_wider_txt
-
-    out = os.path.join(run_dir, WIDER_DIR)
-    w = export_wider_txt(run_dir, out, clip=True, min_score=min_score)
-    return (f"{out} ({w.num_files} files, {w.num_detections} faces, {w.num_empty} images "
-            "without faces)")
+    """Export the run's detections with ``score >= min_score`` through the exporter ``kind``
+    into its default output inside ``run_dir``, clipped to each image (boxes left without
+    area dropped; the Parquet rows stay as detected); returns what was written, in words."""
+    exporter = get_exporter(kind)
+    out = os.path.join(run_dir, exporter.default_output)
+    summary = exporter.export(run_dir, out, min_score=min_score, clip=True)
+    return f"{summary.describe()} to {out}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -100,7 +100,7 @@ def run_job(args: argparse.Namespace, dataset_spec: str, command: str) -> Any:
     Returns:
         The :class:`~pipeline.runner.RunSummary`.
     """
-    from pipeline.datasets.spec import limit_dataset, open_dataset
+    from pipeline.datasets import limit_dataset, open_dataset
     from pipeline.images import DEFAULT_MAX_PIXELS
     from pipeline.rundir import RunDir
     from pipeline.runner import ClusterConfig, RunConfig

@@ -1,7 +1,7 @@
 """`dsfd synth`: generate the synthetic benchmark (WIDER FACE and FDDB layouts) from a seed.
 
 Writes ``OUT/synth.json``, ``OUT/wider/...``, ``OUT/fddb/...`` and the journal of what it
-created, ``OUT/.dsfd-synth-files.jsonl`` (see ``pipeline.datasets.synthetic``). A previous
+created, ``OUT/.dsfd-synth-files.jsonl`` (see ``pipeline.synthetic.journal``). A previous
 benchmark in ``OUT`` is replaced by deleting exactly the files and folders its journal records;
 when ``OUT`` holds anything else (a user's file, an edited file, a link, or no journal), the
 command refuses before changing anything and names the first such entry.
@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from jobs.cli import CommandError
+from jobs.common import CommandError
 
 
 def _count(text: str) -> int:
@@ -58,7 +58,7 @@ def _progress(part: str, done: int, total: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the benchmark and print a one-line summary per part."""
-    from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
+    from pipeline.synthetic import SynthConfig, generate_benchmark
 
     if args.images < 1:
         raise CommandError("--images must be >= 1 (the val split holds the evaluation files)")

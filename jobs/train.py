@@ -20,7 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         required=True,
-        help="wider:ROOT[:split] or synthetic:DIR[:split] (train split by default)",
+        help="a dataset spec with face boxes and images: wider:ROOT[:split] or "
+        "synthetic:DIR[:split] (train split by default)",
     )
     parser.add_argument("--out", required=True, help="checkpoint folder (resumed when it exists)")
     parser.add_argument(
@@ -92,7 +93,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, start Ray (unless local mode) and train."""
-    from pipeline.train import TrainConfig, fit
+    from dsfd.config import ModelConfig
+    from pipeline.datasets import face_records
+    from pipeline.training import TrainConfig, fit
 
     if args.model == "release-r152":
         raise CommandError("release-r152 has no training path (no first shot); pick a paper model")
@@ -101,13 +104,11 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         dataset=args.dataset,
         out=os.path.abspath(args.out),
-        model=args.model,
-        width=args.width,
+        model=ModelConfig(name=args.model, width=args.width, input_size=args.image_size),
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         steps=args.steps,
         batch_size=args.batch_size,
-        image_size=args.image_size,
         lr=args.lr,
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
@@ -120,10 +121,8 @@ def run(args: argparse.Namespace) -> int:
         stop_at=args.stop_at,
         optimizer=args.optimizer,
     )
-    from pipeline.train_data import load_face_records
-
     try:
-        records = load_face_records(config.dataset)
+        records = face_records(config.dataset)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from exc
     if not records or all(r.path is None for r in records):

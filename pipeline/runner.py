@@ -36,7 +36,7 @@ from pipeline.shards import ManifestDigest, Shard, iter_shards
 
 
 class DatasetSource(Protocol):
-    """What the runner needs of a dataset (``pipeline.datasets.spec.open_dataset``)."""
+    """What the runner needs of a dataset (``pipeline.datasets.open_dataset``)."""
 
     name: str
 

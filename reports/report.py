@@ -1,6 +1,8 @@
 """One self-contained HTML page (plus a Markdown summary) from run directories.
 
-For each run directory the dataset recorded in its ``run.json`` decides what is computed:
+For each run directory the dataset recorded in its ``run.json`` decides what is computed, each
+benchmark through its one evaluation entry point (:func:`reports.wider.evaluate_run`,
+:func:`reports.fddb.evaluate_run`, shared with ``dsfd eval``):
 
 - WIDER FACE layout (real or synthetic): AP per setting in both evaluator flavours (matlab and
   pyport; a pyport crash is shown as such), the PR curves, the per-attribute recall of the hard
@@ -28,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets.wider import WiderGroundTruth
+from pipeline.datasets.wider import SETTINGS, WiderGroundTruth
 from pipeline.rundir import RunDir
-from reports.fddb_eval import FddbRoc
-from reports.wider_eval import SETTINGS, WiderResult
+from reports.fddb import FddbResult
+from reports.wider import FLAVOURS, MATLAB, WiderResult
 
-FLAVOURS = ("matlab", "pyport")
 FP_BUDGET = 1000.0
+FDDB_CONVERSIONS = (("rectangles", "identity"), ("S3FD ellipses", "s3fd"))  # label, --ellipse
 SCORE_BINS = np.linspace(0.0, 1.0, 51)  # the score histogram's bin edges
 MAX_ERRORS_SHOWN = 50
 
@@ -54,19 +56,17 @@ class RunReport:
     score_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(SCORE_BINS) - 1,
                                                                         np.int64))
     errors: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
-    wider: dict[str, WiderResult] = field(default_factory=dict)
-    wider_errors: dict[str, str] = field(default_factory=dict)
+    wider: dict[str, WiderResult] = field(default_factory=dict)  # flavour name -> result
+    wider_errors: dict[str, str] = field(default_factory=dict)  # flavour name -> port crash
     attributes: dict[str, Any] | None = None
-    fddb: dict[str, FddbRoc] = field(default_factory=dict)
-    fddb_tpr: dict[str, dict[str, float]] = field(default_factory=dict)
+    fddb: dict[str, FddbResult] = field(default_factory=dict)  # conversion label -> result
     gt: WiderGroundTruth | None = field(default=None, repr=False)
 
 
 def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str]) -> None:
+    """AP in both flavours on the images the run covered, the attribute breakdown (matlab)."""
     from pipeline.datasets.wider import load_wider_gt_dir
-    from reports.wider_attributes import attribute_breakdown
-    from reports.wider_eval import evaluate_predictions, load_predictions
-    from reports.wider_predictions import WiderPortCrash
+    from reports.wider import WiderPortCrash, evaluate_run
 
     gt_dir = dataset.get("eval_ground_truth")
     if not gt_dir:
@@ -79,38 +79,28 @@ def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str
     report.gt = gt
     for flavour in FLAVOURS:
         try:
-            pred = load_predictions(report.run_dir, gt, flavour)
-            result, state = evaluate_predictions(pred, gt, track_faces=flavour == "matlab")
+            result = evaluate_run(report.run_dir, gt, flavour, attributes=flavour is MATLAB)
         except WiderPortCrash as exc:
-            report.wider_errors[flavour] = str(exc)
+            report.wider_errors[flavour.name] = str(exc)
             continue
-        report.wider[flavour] = result
-        if flavour == "matlab":
-            report.attributes = attribute_breakdown(state, result, gt)
+        report.wider[flavour.name] = result
+        if result.attributes is not None:
+            report.attributes = result.attributes
 
 
-def _fddb_sections(report: RunReport, dataset: dict[str, Any], images: Any) -> None:
+def _fddb_sections(report: RunReport, dataset: dict[str, Any]) -> None:
+    """ROC and TPR at :data:`FP_BUDGET` per conversion, on the images the run read."""
     from pipeline.datasets.fddb import FddbDataset
-    from reports.fddb_ellipse import load_rect_to_ellipse
-    from reports.fddb_eval import evaluate_fddb, tpr_at_fp
-    from reports.fddb_inputs import detections_from_run_dir
+    from reports.fddb import evaluate_run
 
     root = dataset.get("root")
     if not root:
         return
-    ok = images[images["status"] == "ok"]
-    sizes = {i: (int(w), int(h)) for i, w, h in zip(ok["image_id"], ok["width"], ok["height"],
-                                                     strict=True)}
     every = FddbDataset(root).annotations()
     report.num_annotated = len(every)
-    annotations = [a for a in every if a.image_id in sizes]
-    dets = detections_from_run_dir(report.run_dir)
-    for label, spec in (("rectangles", "identity"), ("S3FD ellipses", "s3fd")):
-        roc = evaluate_fddb(annotations, dets, sizes, "rect", to_ellipse=load_rect_to_ellipse(spec))
-        report.fddb[label] = roc
-        fp = roc.fp.astype(np.float64)
-        report.fddb_tpr[label] = {"disc": tpr_at_fp(roc.tpr_disc, fp, FP_BUDGET),
-                                  "cont": tpr_at_fp(roc.tpr_cont, fp, FP_BUDGET)}
+    for label, spec in FDDB_CONVERSIONS:
+        report.fddb[label] = evaluate_run(report.run_dir, every, ellipse=spec,
+                                          fp_budget=FP_BUDGET)
 
 
 def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> RunReport:
@@ -133,7 +123,7 @@ def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> R
     if report.kind == "wider":
         _wider_sections(report, dataset, set(images["image_id"]))
     elif report.kind == "fddb":
-        _fddb_sections(report, dataset, images)
+        _fddb_sections(report, dataset)
     return report
 
 
@@ -147,9 +137,11 @@ def _figures(reports: list[RunReport], fig_dir: Path) -> dict[str, list[Path]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reports.gallery import draw_gallery, find_mistakes
-    from reports.plots import plot_score_histograms, plot_wider_pr, save_figure
-    from reports.roc_plots import save_fddb_roc_figures
+    from reports.figures import save_figure
+    from reports.figures.fddb_roc import save_fddb_roc_figures
+    from reports.figures.gallery import draw_gallery, find_mistakes
+    from reports.figures.score_histogram import plot_score_histograms
+    from reports.figures.wider_pr import plot_wider_pr
 
     out: dict[str, list[Path]] = {"pr": [], "roc": [], "gallery": [], "scores": []}
     if any(r.num_detections for r in reports):
@@ -157,12 +149,12 @@ def _figures(reports: list[RunReport], fig_dir: Path) -> dict[str, list[Path]]:
         out["scores"].append(save_figure(fig, fig_dir / "score_histogram")[0])
         plt.close(fig)  # type: ignore[arg-type]
     for flavour in FLAVOURS:
-        methods = {r.name: r.wider[flavour] for r in reports if flavour in r.wider}
+        methods = {r.name: r.wider[flavour.name] for r in reports if flavour.name in r.wider}
         if methods:
             fig, _ = plot_wider_pr(methods)
-            out["pr"].append(save_figure(fig, fig_dir / f"wider_pr_{flavour}")[0])
+            out["pr"].append(save_figure(fig, fig_dir / f"wider_pr_{flavour.name}")[0])
             plt.close(fig)  # type: ignore[arg-type]
-    curves = {f"{r.name}: {label}": roc for r in reports for label, roc in r.fddb.items()}
+    curves = {f"{r.name}: {label}": res.roc for r in reports for label, res in r.fddb.items()}
     if curves:
         written = save_fddb_roc_figures(curves, fig_dir, fp_budget=FP_BUDGET)
         out["roc"] = [p for p in written if p.suffix == ".png"]
@@ -201,7 +193,7 @@ def ap_rows(reports: list[RunReport]) -> list[list[str]]:
     images without a prediction (their faces count as missed)."""
     rows = []
     for r in reports:
-        for flavour in FLAVOURS:
+        for flavour in (f.name for f in FLAVOURS):
             if flavour in r.wider:
                 res = r.wider[flavour]
                 rows.append([r.name, str(res.num_images), flavour,
@@ -215,9 +207,9 @@ def ap_rows(reports: list[RunReport]) -> list[list[str]]:
 def fddb_rows(reports: list[RunReport]) -> list[list[str]]:
     """Rows ``[run, conversion, TPR disc @1000 FP, TPR cont @1000 FP, no prediction]``; the
     last column counts the annotated images without a prediction (missed faces)."""
-    return [[r.name, label, _fmt(t["disc"]), _fmt(t["cont"]),
-             str(r.fddb[label].num_images_without_prediction)]
-            for r in reports for label, t in r.fddb_tpr.items()]
+    return [[r.name, label, _fmt(res.tpr_disc), _fmt(res.tpr_cont),
+             str(res.num_images_without_prediction)]
+            for r in reports for label, res in r.fddb.items()]
 
 
 NO_PREDICTION_NOTE = ("no prediction: annotated images the run has no prediction for; their "

@@ -50,7 +50,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes(
     import ray
 
     from jobs.cli import main
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
 
     run_dir = tmp_path / "run"
     argv = ["run", "--dataset", f"synthetic:{synthetic_root}", "--out", str(run_dir),

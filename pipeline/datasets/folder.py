@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.manifest import ManifestEntry
+from pipeline.datasets.registry import DatasetSpec, register
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -233,3 +234,11 @@ class FolderDataset:
         """``{"kind": "folder", "root": ...}``; the image count is not included because it
         needs a walk of the whole tree."""
         return {"kind": "folder", "root": str(self.root)}
+
+
+def open_folder(spec: DatasetSpec) -> FolderDataset:
+    """``folder:PATH`` as a source."""
+    return FolderDataset(spec.existing_dir("image folder"))
+
+
+register("folder", open_folder, grammar="folder:PATH")

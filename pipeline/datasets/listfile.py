@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.manifest import ManifestEntry
+from pipeline.datasets.registry import DatasetSpec, register
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -90,3 +91,14 @@ class ListFileDataset:
             "num_images": count,
             "sha256": digest.hexdigest(),
         }
+
+
+def open_list(spec: DatasetSpec) -> ListFileDataset:
+    """``list:FILE`` as a source."""
+    path = Path(spec.rest).expanduser()
+    if not spec.rest or not path.is_file():
+        raise spec.error(f"list file {path.absolute()} not found or not a file")
+    return ListFileDataset(path)
+
+
+register("list", open_list, grammar="list:FILE")

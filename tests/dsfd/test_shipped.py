@@ -18,10 +18,10 @@ from PIL import Image
 
 from dsfd import Detector, load_model
 from dsfd.shipped import shipped_model_path
-from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
 from pipeline.datasets.wider import WiderDataset
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
-from reports.wider_eval import evaluate_wider
+from pipeline.synthetic import SynthConfig, generate_benchmark
+from reports.wider import evaluate_run
 from tests.rundir_support import write_run_dir
 
 # Floors well under the measured values recorded in dsfd/weights/README.md.
@@ -63,7 +63,7 @@ def test_shipped_model_finds_synthetic_faces(tmp_path: Path) -> None:
                                                   pa.int32()),
                        "seconds": [0.0] * len(ids)}, schema=IMAGES_SCHEMA)
     write_run_dir(run_dir, [(pa.table(cols, schema=DETECTIONS_SCHEMA), images)])
-    result = evaluate_wider(run_dir, bench / "wider", flavour="matlab")
+    result = evaluate_run(run_dir, bench / "wider", flavour="matlab")
     for setting, floor in AP_FLOOR.items():
         assert result.ap[setting] > floor, (setting, result.ap)
 

@@ -15,7 +15,7 @@ from dsfd.anchor_stats import AnchorStatsConfig, face_match_stats, input_anchors
 from dsfd.augment import AugmentConfig, augment_boxes
 from dsfd.boxes import box_iou
 from jobs.cli import main
-from reports.anchor_plots import binned, summarize
+from reports.figures.anchors import binned, summarize
 
 
 def test_counts_match_a_brute_force_recount() -> None:
@@ -92,4 +92,4 @@ def test_cli_on_real_wider_val_boxes(tmp_path: Path, data_dir: Path, capsys) -> 
 
 def test_cli_rejects_unknown_dataset_kind(tmp_path: Path, capsys) -> None:
     rc = main(["anchors", "--dataset", f"coco:{tmp_path}", "--out", str(tmp_path / "o")])
-    assert rc == 1 and "unknown kind" in capsys.readouterr().err
+    assert rc == 1 and "unknown dataset kind 'coco'" in capsys.readouterr().err

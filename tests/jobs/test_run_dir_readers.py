@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 from jobs.cli import main
-from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
 from pipeline.datasets.wider import WiderDataset
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
+from pipeline.synthetic import SynthConfig, generate_benchmark
 from tests.rundir_support import write_run_dir
 
 

@@ -1,8 +1,8 @@
 """FDDB pixel-mask overlaps computed the straightforward way: one whole-image mask per region.
 
-The oracle of the cropped masks of ``reports.fddb_overlap`` (``tests/reports/test_fddb_eval.py``)
+The oracle of the cropped masks of ``reports.fddb.overlap`` (``tests/reports/test_fddb_eval.py``)
 and the baseline of ``benchmarks/bench_fddb_eval.py``. Regions are drawn with the same rounded
-OpenCV arguments as the official program (``reports.fddb_overlap.rect_draw_args_array`` and
+OpenCV arguments as the official program (``reports.fddb.overlap.rect_draw_args_array`` and
 ``ellipse_draw_args_array``), each on its own zeroed canvas of the image's size.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from reports.fddb_overlap import (
+from reports.fddb.overlap import (
     MASK_VALUE,
     RegionKind,
     ellipse_draw_args_array,
@@ -54,7 +54,7 @@ def overlap_matrix_reference(
     width: int,
     height: int,
 ) -> np.ndarray:
-    """The matrix of ``reports.fddb_overlap.overlap_matrix``, one whole-image mask per region.
+    """The matrix of ``reports.fddb.overlap.overlap_matrix``, one whole-image mask per region.
 
     Args:
         annotations: float (A, 5) ellipses ``ra rb angle cx cy``.

@@ -2,7 +2,7 @@
 baseline). Plain Python loops over images, detections and thresholds, mirroring
 ``eval_tools/evaluation.m`` (with ``boxoverlap.m`` in int32 arithmetic, ``norm_score.m``,
 ``VOCap.m``) and the wondervictor port's ``evaluation.py``. Use
-:func:`reports.wider_eval.evaluate_wider` for real work; this exists to be obviously right.
+:func:`reports.wider.evaluate_run` for real work; this exists to be obviously right.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from pipeline.datasets.wider import SETTINGS, WiderGroundTruth
-from reports.wider_predictions import EMPTY, WiderPredictions
+from reports.wider.predictions import EMPTY, WiderPredictions
 
 THRESH_NUM = 1000
 _INT32_MAX = 2**31 - 1

@@ -211,7 +211,7 @@ def test_a_shard_with_odd_names_and_a_vanished_file_is_written(
 def test_gallery_tiles_are_decoded_like_the_run(tmp_path: Path) -> None:
     """A 16-bit image is drawn as decoded (not white); an unreadable one is a grey tile."""
     from pipeline.datasets.wider import WiderGroundTruth, WiderImageGT
-    from reports.gallery import TILE, GalleryItem, draw_gallery
+    from reports.figures.gallery import TILE, GalleryItem, draw_gallery
 
     deep = tmp_path / "deep16.png"
     Image.fromarray(gradient_rgb(64, 48)[:, :, 0].astype(np.uint16) * 257).save(deep)

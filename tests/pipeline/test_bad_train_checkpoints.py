@@ -1,4 +1,4 @@
-"""Torn training checkpoints (tests only; the training code lives in ``pipeline/train.py``).
+"""Torn training checkpoints (the training code lives in ``pipeline/training/``).
 
 A checkpoint is written to a temporary name and renamed, so a killed writer leaves a torn
 temporary file, never a torn ``last.pt``. These tests put torn files next to good ones and
@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from dsfd.checkpoint import read_weights_file
-from pipeline.train import TrainConfig, fit
+from dsfd.config import ModelConfig
+from pipeline.training import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
+    from pipeline.synthetic import SynthConfig, generate_benchmark
 
     root = tmp_path_factory.mktemp("synth")
     generate_benchmark(root, SynthConfig(seed=3, num_train=4, num_val=1, num_fddb=0))
@@ -27,9 +28,9 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(synth_dir: Path, out: Path, **kw: object) -> TrainConfig:
     base: dict[str, object] = dict(
-        dataset=f"synthetic:{synth_dir}", out=str(out.resolve()), model="vgg16", width=0.0625,
-        workers=0, steps=4, batch_size=2, image_size=64, checkpoint_every=2, log_every=1,
-        seed=5)
+        dataset=f"synthetic:{synth_dir}", out=str(out.resolve()),
+        model=ModelConfig(name="vgg16", width=0.0625, input_size=64),
+        workers=0, steps=4, batch_size=2, checkpoint_every=2, log_every=1, seed=5)
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 

@@ -22,7 +22,7 @@ FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_thres
 
 
 def _source(root: Path) -> Any:
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
 
     return open_dataset(f"synthetic:{root}")
 

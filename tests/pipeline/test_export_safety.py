@@ -14,11 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.coco import clip_boxes_xyxy, export_coco
+from pipeline.boxes import clip_boxes_xyxy
 from pipeline.datasets.wider import ATTRIBUTE_NAMES, SETTINGS, WiderGroundTruth, WiderImageRecord
+from pipeline.exports.coco import export_coco
+from pipeline.exports.wider import export_wider_txt, plan_wider_files, wider_txt_key
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
-from reports.wider_export import export_wider_txt, plan_wider_files, wider_txt_key
-from reports.wider_predictions import read_txt_predictions
+from reports.wider.predictions import read_txt_predictions
 from tests.rundir_support import add_shard
 
 Det = tuple[str, float, float, float, float, float]
@@ -209,7 +210,7 @@ def test_pseudo_labels_are_clipped_to_a_one_pixel_image(tmp_path: Path) -> None:
         "tiny\n2\n0 0 1 1 0.900\n0 0 1 1 0.700\n")
     summary = export_coco(run, tmp_path / "labels.json", clip=True)
     data = json.loads((tmp_path / "labels.json").read_text())
-    assert summary.num_annotations == 2 and data["info"]["clipped_to_image"] is True
+    assert summary.num_detections == 2 and data["info"]["clipped_to_image"] is True
     assert [a["bbox"] for a in data["annotations"]] == [[0.0, 0.0, 1.0, 1.0],
                                                         [0.25, 0.25, 0.5, 0.625]]
     assert [a["area"] for a in data["annotations"]] == [1.0, 0.3125]

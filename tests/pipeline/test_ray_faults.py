@@ -34,7 +34,7 @@ FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_m
 
 
 def _paths(root: Path) -> dict[str, str]:
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
 
     return {e.image_id: e.path for e in open_dataset(f"synthetic:{root}").iter_manifest()}
 
@@ -110,7 +110,7 @@ def two_node_cluster() -> Iterator[tuple[Any, list[Any]]]:
 def test_shards_run_on_both_nodes_and_losing_one_still_completes(
         two_node_cluster: tuple[Any, list[Any]], tmp_path: Path,
         small_checkpoint: Path, synthetic_root: Path) -> None:  # noqa: F811
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
 
     cluster, nodes = two_node_cluster
     run_dir = tmp_path / "run"

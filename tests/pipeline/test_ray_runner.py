@@ -29,7 +29,7 @@ from tests.pipeline.runner_support import (  # noqa: F401  (fixtures)
 
 
 def _source(root: Path) -> Any:
-    from pipeline.datasets.spec import open_dataset
+    from pipeline.datasets import open_dataset
 
     return open_dataset(f"synthetic:{root}")
 

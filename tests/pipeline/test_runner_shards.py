@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.coco import export_coco
 from pipeline.datasets.manifest import ManifestEntry
+from pipeline.exports.coco import export_coco
 from pipeline.rundir import config_differences
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from pipeline.shards import ManifestDigest, iter_shards, shard_digest
@@ -99,7 +99,7 @@ def test_coco_export_streams_parts_and_applies_min_score(tmp_path: Path) -> None
     out = tmp_path / "coco.json"
     summary = export_coco(tmp_path, out, min_score=0.5)
     data = json.loads(out.read_text())
-    assert (summary.num_images, summary.num_annotations, summary.num_errors) == (2, 2, 1)
+    assert (summary.num_images, summary.num_detections, summary.num_errors) == (2, 2, 1)
     assert [i["file_name"] for i in data["images"]] == ["a.jpg", "b.jpg"]
     assert data["images"][0] == {"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}
     assert data["categories"] == [{"id": 1, "name": "face", "supercategory": "face"}]

@@ -1,4 +1,7 @@
-"""Dataset SPEC parsing: every form, the defaults, and one-line errors naming spec and forms."""
+"""Dataset SPEC parsing: every form, the defaults, and one-line errors naming spec and forms.
+
+The registry itself (registration, ground truth, face records) is tested in
+``test_dataset_registry.py``."""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.datasets import DatasetSource, LimitedSource, limit_dataset, open_dataset, valid_forms
 from pipeline.datasets.fddb import FddbDataset
 from pipeline.datasets.folder import FolderDataset
 from pipeline.datasets.listfile import ListFileDataset
-from pipeline.datasets.spec import VALID_FORMS, DatasetSource, open_dataset
-from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
 from pipeline.datasets.wider import WiderDataset
+from pipeline.synthetic import SynthConfig, generate_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,7 @@ def test_errors_are_one_line(bench: Path, tmp_path: Path, spec: str, reason: str
     with pytest.raises(ValueError) as info:
         open_dataset(text)
     message = str(info.value)
-    assert reason in message and repr(text) in message and VALID_FORMS in message
+    assert reason in message and repr(text) in message and valid_forms() in message
     assert "\n" not in message
 
 
@@ -116,8 +119,6 @@ def test_spec_must_be_a_string() -> None:
 
 def test_limited_source_streams_the_first_images_and_says_so(tmp_path) -> None:
     from PIL import Image
-
-    from pipeline.datasets.spec import LimitedSource, limit_dataset, open_dataset
 
     for k in range(5):
         Image.new("RGB", (8, 8)).save(tmp_path / f"img{k}.png")

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.datasets.synthetic import (
-    INFO_FILE,
+from pipeline.datasets.synthetic import INFO_FILE, read_synth_info
+from pipeline.synthetic import (
     JOURNAL_FILE,
     SynthConfig,
     first_unproven_entry,
     generate_benchmark,
     read_journal,
-    read_synth_info,
 )
 
 CONFIG = SynthConfig(seed=3, num_val=3, num_train=1, num_fddb=10)

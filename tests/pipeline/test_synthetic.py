@@ -14,24 +14,22 @@ import pytest
 from PIL import Image
 
 from pipeline.datasets.fddb import FddbDataset, read_fold_list
-from pipeline.datasets.synthetic import (
-    EVENTS,
-    INFO_FILE,
-    SettingRules,
-    SynthConfig,
-    generate_benchmark,
-    is_synthetic_benchmark,
-    prepare_output_dir,
-    read_synth_info,
-    render_fddb_image,
-    render_wider_image,
-    scene_boxes_and_attributes,
-)
+from pipeline.datasets.synthetic import INFO_FILE, is_synthetic_benchmark, read_synth_info
 from pipeline.datasets.wider import (
     SETTING_MATS,
     WiderDataset,
     load_wider_gt_dir,
     read_wider_annotations,
+)
+from pipeline.synthetic import (
+    EVENTS,
+    SettingRules,
+    SynthConfig,
+    generate_benchmark,
+    prepare_output_dir,
+    render_fddb_image,
+    render_wider_image,
+    scene_boxes_and_attributes,
 )
 
 SMALL = SynthConfig(seed=11, num_val=8, num_train=4, num_fddb=12)

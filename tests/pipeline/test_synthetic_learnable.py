@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.datasets.synthetic import render_wider_image
+from pipeline.synthetic import render_wider_image
 
 PATCH = 24
 

@@ -11,13 +11,15 @@ import torch
 
 from dsfd.augment import AugmentConfig
 from dsfd.checkpoint import load_model, read_weights_file
-from pipeline.train import TrainConfig, fit, learning_rate
-from pipeline.train_data import TrainingImages, load_face_records, step_indices
+from dsfd.config import ModelConfig
+from pipeline.datasets import face_records
+from pipeline.training import TrainConfig, fit, learning_rate, read_train_config
+from pipeline.training.data import TrainingImages, step_indices
 
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
+    from pipeline.synthetic import SynthConfig, generate_benchmark
 
     root = tmp_path_factory.mktemp("synth")
     generate_benchmark(root, SynthConfig(seed=3, num_train=8, num_val=2, num_fddb=0))
@@ -28,12 +30,10 @@ def _config(synth_dir: Path, out: Path, **kw: object) -> TrainConfig:
     base = dict(
         dataset=f"synthetic:{synth_dir}",
         out=str(out.resolve()),
-        model="vgg16",
-        width=0.0625,
+        model=ModelConfig(name="vgg16", width=0.0625, input_size=96),
         workers=0,
         steps=6,
         batch_size=2,
-        image_size=96,
         checkpoint_every=2,
         log_every=1,
         seed=5,
@@ -70,7 +70,7 @@ def test_workers_share_each_global_batch_exactly() -> None:
 
 
 def test_training_samples_are_a_function_of_seed_and_index(synth_dir: Path) -> None:
-    records = load_face_records(f"synthetic:{synth_dir}")
+    records = face_records(f"synthetic:{synth_dir}")
     assert len(records) == 8 and all(r.path for r in records)
     aug = AugmentConfig(image_size=64)
     a = TrainingImages(records, aug, seed=1, input_format="rgb_imagenet")
@@ -137,4 +137,48 @@ def test_resume_refuses_another_model(synth_dir: Path, tmp_path: Path) -> None:
     cfg = _config(synth_dir, tmp_path / "m", steps=2)
     fit(cfg)
     with pytest.raises(Exception, match="not model 'resnet50'"):
-        fit(replace(cfg, model="resnet50", steps=4))
+        fit(replace(cfg, model=ModelConfig(name="resnet50", width=0.0625, input_size=96),
+                    steps=4))
+
+
+def _flat_layout(config: TrainConfig) -> dict[str, object]:
+    """``train_config.json`` as versions before the nested model config wrote it."""
+    data = config.to_dict()
+    model = data.pop("model")
+    return {**data, "model": model["name"], "width": model["width"],
+            "image_size": model["input_size"]}
+
+
+def test_train_config_reads_both_layouts(tmp_path: Path) -> None:
+    cfg = TrainConfig(dataset="synthetic:/x", out="/abs", steps=8, batch_size=4,
+                      model=ModelConfig(name="resnet50", width=0.5, input_size=320))
+    nested = cfg.to_dict()
+    assert nested["model"] == {**ModelConfig("resnet50", 0.5, 320).to_dict()}
+    assert TrainConfig.from_dict(nested) == cfg
+    assert TrainConfig.from_dict(_flat_layout(cfg)) == cfg
+    assert cfg.image_size == 320 and cfg.augment_config().image_size == 320
+    path = tmp_path / "train_config.json"
+    path.write_text(json.dumps(_flat_layout(cfg)))
+    assert read_train_config(path) == cfg
+    with pytest.raises(ValueError, match="unknown train config keys \\['colour'\\]"):
+        TrainConfig.from_dict({**nested, "colour": "red"})
+    path.write_text("{")
+    with pytest.raises(ValueError, match="not JSON"):
+        read_train_config(path)
+
+
+def test_resume_reads_an_old_layout_train_config(synth_dir: Path, tmp_path: Path) -> None:
+    cfg = _config(synth_dir, tmp_path / "old", stop_at=3)
+    fit(cfg)
+    saved = Path(cfg.out) / "train_config.json"
+    old_text = json.dumps(_flat_layout(cfg), indent=2) + "\n"
+    saved.write_text(old_text)  # the folder as an earlier version left it
+    other = replace(cfg, model=ModelConfig(name="resnet50", width=0.0625, input_size=96),
+                    stop_at=None)
+    with pytest.raises(ValueError, match="checkpoint holds model 'vgg16'.*not model 'resnet50'"):
+        fit(other)
+    assert saved.read_text() == old_text  # refused before anything was written
+    final = fit(replace(cfg, stop_at=None))
+    assert final["step"] == 6
+    assert read_train_config(saved).model == cfg.model
+    assert json.loads(saved.read_text())["model"]["name"] == "vgg16"  # the nested layout now

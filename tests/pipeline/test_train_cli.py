@@ -12,7 +12,7 @@ from jobs.cli import main
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
+    from pipeline.synthetic import SynthConfig, generate_benchmark
 
     root = tmp_path_factory.mktemp("synth")
     generate_benchmark(root, SynthConfig(seed=5, num_train=4, num_val=1, num_fddb=0))

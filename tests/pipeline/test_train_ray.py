@@ -14,12 +14,13 @@ import psutil
 import pytest
 
 from dsfd.checkpoint import load_model
-from pipeline.train import TrainConfig, fit
+from dsfd.config import ModelConfig
+from pipeline.training import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
+    from pipeline.synthetic import SynthConfig, generate_benchmark
 
     root = tmp_path_factory.mktemp("synth")
     generate_benchmark(root, SynthConfig(seed=4, num_train=8, num_val=2, num_fddb=0))
@@ -56,12 +57,10 @@ def test_two_workers_learn_and_survive_a_killed_worker(
     cfg = TrainConfig(
         dataset=f"synthetic:{synth_dir}",
         out=str((tmp_path / "ckpt").resolve()),
-        model="vgg16",
-        width=0.0625,
+        model=ModelConfig(name="vgg16", width=0.0625, input_size=96),
         workers=2,
         steps=24,
         batch_size=4,
-        image_size=96,
         checkpoint_every=8,
         log_every=1,
         seed=0,

@@ -13,19 +13,18 @@ import pytest
 
 from jobs.cli import main
 from pipeline.datasets.fddb import FddbDetections, read_annotations, write_detections
-from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
 from pipeline.datasets.wider import WiderGroundTruth
-from reports.fddb_eval import FddbRoc, evaluate_fddb, roc_lines
-from reports.fddb_inputs import detections_from_run_dir
+from pipeline.synthetic import SynthConfig, generate_benchmark
+from reports.fddb import FddbResult, FddbRoc, detections_from_run_dir, evaluate_fddb, roc_lines
 from reports.report import RunReport, ap_rows, fddb_rows, render_html, render_markdown
-from reports.wider_eval import WiderResult, evaluate_predictions, load_ground_truth
-from reports.wider_predictions import (
+from reports.wider import (
     ImageDetections,
     WiderPredictions,
-    parse_matlab_txt,
-    read_txt_predictions,
-    stable_descending,
+    WiderResult,
+    evaluate_predictions,
+    load_ground_truth,
 )
+from reports.wider.predictions import parse_matlab_txt, read_txt_predictions, stable_descending
 from tests.oracles.wider_reference import reference_evaluate
 from tests.reports.test_wider_helpers import write_run_dir
 
@@ -321,8 +320,9 @@ def test_report_tables_show_images_without_prediction(tmp_path) -> None:
                   images_without_prediction=tuple(f"f/{k}" for k in range(15)))
     runs = [RunReport("w", tmp_path, {}, "wider", num_images=20, wider={"matlab": wider},
                       wider_errors={"pyport": "crash"}),
-            RunReport("f", tmp_path, {}, "fddb", num_images=20, fddb={"rectangles": roc},
-                      fddb_tpr={"rectangles": {"disc": 0.25, "cont": 0.2}})]
+            RunReport("f", tmp_path, {}, "fddb", num_images=20,
+                      fddb={"rectangles": FddbResult(roc, 20, "rect", "identity", 1000.0,
+                                                     tpr_disc=0.25, tpr_cont=0.2)})]
     assert ap_rows(runs) == [["w", "20", "matlab", "0.1000", "0.2000", "0.3000", "3"],
                              ["w", "20", "pyport", "port crashes", "", "", ""]]
     assert fddb_rows(runs) == [["f", "rectangles", "0.2500", "0.2000", "15"]]

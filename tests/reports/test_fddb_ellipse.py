@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.datasets.fddb import FddbDetections, FddbImage
-from reports.fddb_ellipse import (
+from reports.fddb.ellipse import (
     S3FD_REGRESSOR,
     EllipseRegressor,
     fit_ellipse_regressor,

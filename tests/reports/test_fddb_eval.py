@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from pipeline.boxes import xyxy_to_xywh
 from pipeline.datasets.fddb import (
     FddbDetections,
     FddbImage,
@@ -18,15 +19,15 @@ from pipeline.datasets.fddb import (
     write_detections,
 )
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
-from reports.fddb_eval import (
+from reports.fddb import (
+    detections_from_run_dir,
     evaluate_fddb,
     read_roc_file,
     roc_lines,
     tpr_at_fp,
     write_roc,
 )
-from reports.fddb_inputs import detections_from_run_dir, xyxy_to_fddb_rects
-from reports.fddb_overlap import MaskPainter, overlap_matrix
+from reports.fddb.overlap import MaskPainter, overlap_matrix
 from tests.oracles.fddb_overlap_reference import overlap_matrix_reference
 from tests.rundir_support import write_run_dir
 
@@ -176,7 +177,7 @@ def _write_run_dir(run_dir: Path, dets: list[FddbDetections]) -> list[FddbDetect
         for row in zip(x1, y1, x2, y2, score, strict=True):
             parts[k % 2].append((det.image_id, *row))
         xyxy = np.stack([x1, y1, x2, y2], axis=1)
-        stored.append(FddbDetections(det.image_id, xyxy_to_fddb_rects(xyxy), score.astype(float)))
+        stored.append(FddbDetections(det.image_id, xyxy_to_xywh(xyxy), score.astype(float)))
     pairs = []
     for rows in parts:
         columns = list(zip(*rows, strict=True)) if rows else [[]] * 6

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from reports.fddb_hungarian import fddb_hungarian
+from reports.fddb.hungarian import fddb_hungarian
 
 
 def test_worked_example_is_suboptimal_like_the_c_library() -> None:
@@ -62,7 +62,7 @@ def test_shapes_checked() -> None:
 
 
 def test_single_row_shortcut_equals_full_procedure() -> None:
-    from reports.fddb_hungarian import _single_row, _solve_generic
+    from reports.fddb.hungarian import _single_row, _solve_generic
 
     rng = np.random.default_rng(9)
     for k in range(3000):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.datasets.fddb import read_detections, read_ellipse_list, read_image_sizes_tsv
-from reports.fddb_eval import evaluate_fddb, tpr_at_fp
-from reports.roc_plots import plot_fddb_roc, save_fddb_roc_figures
+from reports.fddb import evaluate_fddb, tpr_at_fp
+from reports.figures.fddb_roc import plot_fddb_roc, save_fddb_roc_figures
 
 CASE = Path("oracle_public/cases/fddb_pub")
 

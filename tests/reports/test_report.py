@@ -17,11 +17,11 @@ import pyarrow as pa
 import pytest
 
 from pipeline.datasets.fddb import FddbDataset
-from pipeline.datasets.synthetic import SynthConfig, generate_benchmark
 from pipeline.datasets.wider import WiderDataset
 from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
+from pipeline.synthetic import SynthConfig, generate_benchmark
 from reports.report import ap_rows, fddb_rows, render_markdown, write_report
-from reports.wider_eval import evaluate_wider
+from reports.wider import evaluate_run
 from tests.rundir_support import write_run_dir
 
 
@@ -95,7 +95,7 @@ def test_report_numbers_match_the_evaluators(runs: dict[str, Path], bench: Path,
                                              tmp_path: Path) -> None:
     html_path, md_path, reports = write_report([runs["wider"], runs["fddb"]], tmp_path / "r")
     wider = reports[0]
-    direct = evaluate_wider(runs["wider"], bench / "wider", flavour="matlab")
+    direct = evaluate_run(runs["wider"], bench / "wider", flavour="matlab")
     assert wider.wider["matlab"].ap == direct.ap
     assert 0.2 < direct.ap["easy"] <= 1.0
     rows = ap_rows(reports)

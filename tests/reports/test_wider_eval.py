@@ -10,23 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reports.plots import plot_pr_curve, plot_wider_pr, save_figure
-from reports.wider_attributes import attribute_breakdown, operating_index
-from reports.wider_eval import (
+from pipeline.exports.wider import export_wider_txt
+from reports.figures import save_figure
+from reports.figures.wider_pr import plot_pr_curve, plot_wider_pr
+from reports.wider import (
     ScoreBounds,
     WiderEvalState,
-    evaluate_image,
-    evaluate_predictions,
-    evaluate_wider,
-    matlab_overlaps,
-    pyport_overlaps,
-    round_half_away,
-)
-from reports.wider_export import export_wider_txt
-from reports.wider_predictions import (
-    ImageDetections,
     WiderPortCrash,
     WiderPredictions,
+    evaluate_image,
+    evaluate_predictions,
+    evaluate_run,
+)
+from reports.wider.attributes import attribute_breakdown, operating_index
+from reports.wider.flavours import matlab_overlaps, pyport_overlaps, round_half_away
+from reports.wider.predictions import (
+    ImageDetections,
     parse_matlab_txt,
     read_txt_predictions,
     stable_descending,
@@ -163,8 +162,8 @@ def test_sharded_parquet_equals_single_file(tmp_path, small_gt, flavour) -> None
     ids = small_gt.image_ids
     write_run_dir(tmp_path / "one", rows, ids, shards=1)
     write_run_dir(tmp_path / "three", rows, ids, shards=3)
-    a = evaluate_wider(tmp_path / "one", small_gt, flavour)
-    b = evaluate_wider(tmp_path / "three", small_gt, flavour)
+    a = evaluate_run(tmp_path / "one", small_gt, flavour)
+    b = evaluate_run(tmp_path / "three", small_gt, flavour)
     assert a.ap == b.ap
     for s in a.pr:
         assert np.array_equal(a.pr[s]["recall"], b.pr[s]["recall"])
@@ -197,7 +196,7 @@ def test_detection_order_within_image_does_not_change_matlab(tmp_path, small_gt)
     write_run_dir(tmp_path / "b", shuffled, small_gt.image_ids)
     # distinct scores: the stable sort makes the order irrelevant
     assert (
-        evaluate_wider(tmp_path / "a", small_gt).ap == evaluate_wider(tmp_path / "b", small_gt).ap
+        evaluate_run(tmp_path / "a", small_gt).ap == evaluate_run(tmp_path / "b", small_gt).ap
     )
 
 
@@ -224,8 +223,8 @@ def test_run_dir_and_its_export_agree(tmp_path, small_gt) -> None:
         write_run_dir(run, rows, small_gt.image_ids + ["ev9/not_in_gt"])
         summary = export_wider_txt(run, tmp_path / f"{name}_txt")
         assert summary.num_files == len(small_gt) + 1
-        a = evaluate_wider(run, small_gt)
-        b = evaluate_wider(tmp_path / f"{name}_txt", small_gt)
+        a = evaluate_run(run, small_gt)
+        b = evaluate_run(tmp_path / f"{name}_txt", small_gt)
         for s in a.ap:
             assert abs(a.ap[s] - b.ap[s]) <= tol, (name, s, a.ap[s], b.ap[s])
 
@@ -295,9 +294,9 @@ def test_pyport_crashes_where_the_port_does(tmp_path) -> None:
 def test_bad_flavour_and_missing_folder(tmp_path) -> None:
     gt = tiny_gt({"e/a": [[0, 0, 10, 10]]})
     with pytest.raises(ValueError, match="flavour"):
-        evaluate_wider(tmp_path, gt, "octave")
+        evaluate_run(tmp_path, gt, "octave")
     with pytest.raises(NotADirectoryError):
-        evaluate_wider(tmp_path / "nope", gt)
+        evaluate_run(tmp_path / "nope", gt)
 
 
 # ---------------------------------------------------------------------------- breakdown

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reports.wider_eval import WiderPortCrash, evaluate_wider, load_ground_truth
+from reports.wider import WiderPortCrash, evaluate_run, load_ground_truth
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,9 +46,9 @@ def test_oracle_ap_and_pr(case, gt, preds, variant, flavour) -> None:
     exp = _expected(case)[variant][flavour]
     if exp["status"] == "crash":
         with pytest.raises(WiderPortCrash, match=r"KeyError: '0_Parade_Parade_0_72'.*matlab"):
-            evaluate_wider(preds / variant, gt, flavour)
+            evaluate_run(preds / variant, gt, flavour)
         return
-    res = evaluate_wider(preds / variant, gt, flavour)
+    res = evaluate_run(preds / variant, gt, flavour)
     for s in ("easy", "medium", "hard"):
         assert abs(res.ap[s] - exp["ap"][s]) <= 1e-12, (s, res.ap[s], exp["ap_17g"][s])
         for key in ("precision", "recall"):
@@ -59,7 +59,7 @@ def test_oracle_ap_and_pr(case, gt, preds, variant, flavour) -> None:
 
 
 def test_matlab_messages_match_the_tool(case, gt, preds) -> None:
-    res = evaluate_wider(preds / "pred_missing", gt, "matlab")
+    res = evaluate_run(preds / "pred_missing", gt, "matlab")
     printed = (case / "oracle_out" / "pred_missing.matlab.stdout.txt").read_text().splitlines()
     assert list(res.messages) == [ln.rstrip() for ln in printed if "AP" not in ln]
 

@@ -1,0 +1,237 @@
+"""The DSFD training loop in pure PyTorch, run by every Ray Train worker and by the local mode.
+
+SGD with momentum 0.9 and weight decay 5e-4 (or AdamW); learning rate ``lr`` then ``lr/10`` then
+``lr/100`` with the paper's 40k/10k/10k schedule scaled to ``steps`` (boundaries at 2/3 and 5/6
+of the steps). The loss is the progressive anchor loss (:mod:`dsfd.loss`) on IAM-augmented
+images (:mod:`dsfd.augment`); each worker normalises its loss by its own positives (DDP, set up
+by the caller, averages the gradients over workers). The data a step sees depends only on the
+seed and the step (:class:`pipeline.training.data.TrainingImages`), so a resumed run continues
+exactly.
+
+Progress goes to the console and to ``CKPT_DIR/metrics.jsonl`` (one JSON object per logged step:
+loss parts, lr, images/s, and ``resumed_from``, the step this attempt started from).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from pipeline.training.checkpoints import (
+    METRICS,
+    check_resumable,
+    newest_readable,
+    restore,
+    save_training_checkpoint,
+    trim_metrics,
+)
+from pipeline.training.config import TrainConfig, write_train_config
+
+Report = Callable[[int, dict[str, float], Any, Any], None]
+"""``report(step, loss_parts, model, optimizer)``, called at every checkpoint step."""
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """The paper's schedule scaled to ``config.steps``: lr, lr/10 after 2/3, lr/100 after 5/6."""
+    if step < round(config.steps * 2 / 3):
+        return config.lr
+    if step < round(config.steps * 5 / 6):
+        return config.lr * 0.1
+    return config.lr * 0.01
+
+
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """The randomly initialised model of ``config.model`` (the same weights on every worker:
+    seeded by ``config.seed``), with the backbone weights loaded when given."""
+    from dsfd.build import build_from_config
+    from dsfd.checkpoint import load_backbone_weights
+
+    torch.manual_seed(config.seed)  # identical initial weights on every worker
+    model = build_from_config(config.model)
+    if config.backbone_weights:
+        load_backbone_weights(model, config.backbone_weights)
+    return model
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay (the paper's), or AdamW (``config.optimizer``)."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def make_loader(config: TrainConfig, input_format: str, start: int, rank: int) -> DataLoader:
+    """The batches of worker ``rank`` for steps ``start`` to ``config.last_step``."""
+    from pipeline.datasets import face_records
+    from pipeline.training.data import StepBatchSampler, TrainingImages, collate
+
+    records = [r for r in face_records(config.dataset) if r.path is not None]
+    data = TrainingImages(records, config.augment_config(), config.seed, input_format)
+    sampler = StepBatchSampler(start, config.last_step, config.batch_size, rank,
+                               config.world_size)
+    return DataLoader(
+        data,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=config.loader_workers,
+        persistent_workers=False,
+    )
+
+
+def step_loss(model: Any, images: torch.Tensor, boxes: list[torch.Tensor],
+              config: TrainConfig) -> Any:
+    """The progressive anchor loss of one batch (``images [B, 3, S, S]``, per-image boxes)."""
+    from dsfd.anchors import cached_anchors
+    from dsfd.loss import progressive_anchor_loss
+
+    core = getattr(model, "module", model)
+    out = model(images)
+    hw = (images.shape[-2], images.shape[-1])
+    first_spec, second_spec = core.anchor_specs
+    anchors_first = (
+        cached_anchors(first_spec, hw, out.first.feature_hw, images.device)
+        if out.first is not None and first_spec is not None
+        else None
+    )
+    anchors_second = cached_anchors(second_spec, hw, out.second.feature_hw, images.device)
+    targets = [b.to(images.device) for b in boxes]
+    return progressive_anchor_loss(
+        out.first, out.second, (anchors_first, anchors_second), targets, config.loss_config()
+    )
+
+
+class Progress:
+    """Rank 0's console and ``metrics.jsonl`` output."""
+
+    def __init__(self, out: Path, config: TrainConfig, start: int) -> None:
+        self.path, self.config, self.start = out / METRICS, config, start
+        self.last_time, self.last_step = time.perf_counter(), start
+
+    def log(self, step: int, lr: float, parts: dict[str, float]) -> None:
+        """Append one metrics line and print one progress line."""
+        now = time.perf_counter()
+        rate = (step - self.last_step) * self.config.batch_size / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        entry = {
+            "step": step,
+            "lr": lr,
+            **parts,
+            "images_per_s": rate,
+            "time": time.time(),
+            "resumed_from": self.start,
+        }
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        print(
+            f"step {step}/{self.config.steps} lr {lr:.1e} loss {parts['loss']:.4f} "
+            f"(second conf {parts['second_conf']:.3f} box {parts['second_box']:.3f}) "
+            f"{rate:.1f} img/s",
+            flush=True,
+        )
+
+
+def _resume(config: TrainConfig, model: Any, optimizer: Any,
+            restored: dict[str, Any] | None) -> int:
+    """Restore the newest of ``restored`` and ``out``'s newest readable checkpoint (by step);
+    returns the step to start from (0 without a checkpoint)."""
+    found = [s for s in (restored, newest_readable(Path(config.out))) if s is not None]
+    if not found:
+        return 0
+    state = max(found, key=lambda s: s["extra"]["step"])
+    return restore(state, model, optimizer, config)
+
+
+def train_loop(
+    config: TrainConfig,
+    *,
+    rank: int,
+    report: Report,
+    device: torch.device | None = None,
+    prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    restored: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Build, restore, train to ``config.last_step``, calling ``report`` at checkpoint steps.
+
+    Args:
+        config: the resolved settings.
+        rank: this worker's rank (rank 0 logs progress).
+        report: called as ``report(step, loss_parts, model, optimizer)`` every
+            ``checkpoint_every`` steps, at ``steps`` and at ``stop_at``.
+        device: where the model runs, when ``prepare_model`` is None.
+        prepare_model: wraps and places the model for data parallelism (Ray Train's
+            ``prepare_model``); the batches follow the model's device.
+        restored: a checkpoint handed over by the caller (Ray Train's), used when it is newer
+            than the newest readable checkpoint of ``config.out``.
+
+    Returns:
+        The last step and its loss parts.
+    """
+    out = Path(config.out)
+    model = build_model(config)
+    optimizer = make_optimizer(model, config)
+    start = _resume(config, model, optimizer, restored)
+    if rank == 0:
+        trim_metrics(out, start)
+        print(f"training from step {start} to {config.steps}", flush=True)
+    model = prepare_model(model) if prepare_model is not None else model.to(device)
+    device = next(model.parameters()).device
+    model.train()
+    progress = Progress(out, config, start) if rank == 0 else None
+    parts: dict[str, float] = {}
+    step = start
+    input_format = str(getattr(model, "module", model).input_format)
+    for images, boxes in make_loader(config, input_format, start, rank):
+        lr = learning_rate(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = step_loss(model, images.to(device), boxes, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        optimizer.step()
+        step += 1
+        parts = loss.as_dict()
+        if progress is not None and (step % config.log_every == 0 or step == config.steps):
+            progress.log(step, lr, parts)
+        if step % config.checkpoint_every == 0 or step in (config.steps, config.stop_at):
+            report(step, parts, model, optimizer)
+    return {"step": step, **parts}
+
+
+def train_in_process(config: TrainConfig, device: str | None = None) -> dict[str, Any]:
+    """Train in the calling process, without Ray (``workers == 0``).
+
+    The same loop, data, checkpoints and metrics as a Ray Train worker of rank 0; writes
+    ``train_config.json`` first.
+
+    Args:
+        config: the resolved settings (``workers`` must be 0).
+        device: torch device; default CUDA when ``gpus_per_worker > 0`` and available, else CPU.
+
+    Returns:
+        The final step and loss parts.
+
+    Raises:
+        ValueError: ``workers`` is not 0, or ``out`` holds a run of another model.
+    """
+    if config.workers != 0:
+        raise ValueError(f"train_in_process needs workers == 0, got {config.workers}")
+    if device is None:
+        use_cuda = config.gpus_per_worker > 0 and torch.cuda.is_available()
+        device = "cuda" if use_cuda else "cpu"
+    check_resumable(config)
+    write_train_config(config)
+
+    def report(step: int, parts: dict[str, float], model: Any, optimizer: Any) -> None:
+        core = getattr(model, "module", model)
+        save_training_checkpoint(Path(config.out), step, core, optimizer, config)
+
+    return train_loop(config, rank=0, report=report, device=torch.device(device))
