@@ -135,11 +135,11 @@ def init_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     import ray
 
-    if ray.is_initialized():
-        return False
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "auto":
         check_ray_address(address)
+    if ray.is_initialized():
+        return False
     with stdout_to_stderr():  # ray.init prints its banner on stdout
         if address:
             try:

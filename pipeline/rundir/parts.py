@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.rundir.errors import OutputWriteError
-from pipeline.schema import DETECTIONS_DIR, DETECTIONS_SCHEMA, IMAGES_DIR, IMAGES_SCHEMA, TMP_PREFIX
+from pipeline.schema import (
+    DETECTIONS_DIR,
+    DETECTIONS_SCHEMA,
+    IMAGES_DIR,
+    IMAGES_SCHEMA,
+    TMP_PREFIX,
+    write_table_atomic,
+)
 
 PART_KEY = b"dsfd.shard"
 RUN_KEY = b"dsfd.run"
@@ -116,20 +122,6 @@ def _os_reason(exc: OSError) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _write_atomic(table: pa.Table, path: Path, prefix: str) -> None:
-    """Write to ``prefix + uuid + name`` beside ``path``, fsync, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{prefix}{uuid.uuid4().hex}-{path.name}")
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 @dataclass(frozen=True)
 class ShardWriter:
     """Writes shard part pairs of one run (picklable: it travels to the Ray actors).
@@ -177,8 +169,9 @@ class ShardWriter:
                                               "num_rows": table.num_rows}).encode("utf-8")}
                 if table_name == IMAGES_DIR:
                     meta[RUN_KEY] = self.identity.encode("utf-8")
-                _write_atomic(table.replace_schema_metadata(meta),
-                              root / table_name / part_name(shard_index), tmp_prefix(self.run_id))
+                write_table_atomic(table.replace_schema_metadata(meta),
+                                   root / table_name / part_name(shard_index),
+                                   tmp_prefix=tmp_prefix(self.run_id))
         except OSError as exc:
             raise OutputWriteError(f"cannot write shard {shard_index} to {root}: "
                                    f"{_os_reason(exc)}; free space or fix the folder, then run "

@@ -65,7 +65,6 @@ def _pipeline_detections(checkpoint: Path, paths: dict[str, str], run_dir: Path,
     from pipeline.actors import ShardWorker, WorkerSettings
     from pipeline.datasets.manifest import ManifestEntry
     from pipeline.rundir import RunDir
-    from pipeline.schema import read_run_table
     from pipeline.shards import iter_shards
 
     entries = [ManifestEntry(image_id=i, path=p) for i, p in paths.items()]
@@ -78,7 +77,7 @@ def _pipeline_detections(checkpoint: Path, paths: dict[str, str], run_dir: Path,
         finally:
             worker.close()
     assert result.num_errors == 0
-    assert read_run_table(run_dir, "images")["status"].to_pylist() == ["ok"] * len(paths)
+    assert RunDir.open(run_dir).images()["status"].to_pylist() == ["ok"] * len(paths)
     dets = pq.read_table(run_dir / "detections" / "part-00000.parquet").to_pandas()
     return {i: dets.loc[dets["image_id"] == i, ["x1", "y1", "x2", "y2", "score"]]
             .to_numpy(np.float32) for i in paths}

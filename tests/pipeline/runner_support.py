@@ -62,10 +62,10 @@ def reference_detections(checkpoint: Path, paths: dict[str, str], max_size: int 
 
 def run_detections(run_dir: Path) -> dict[str, np.ndarray]:
     """``{image_id: (N, 5) boxes}`` of a run directory's ok images (manifest order kept)."""
-    from pipeline.schema import read_run_table
+    from pipeline.rundir import RunDir
 
-    images = read_run_table(run_dir, "images").to_pandas()
-    dets = read_run_table(run_dir, "detections").to_pandas()
+    images = RunDir.open(run_dir).images().to_pandas()
+    dets = RunDir.open(run_dir).detections().to_pandas()
     out: dict[str, np.ndarray] = {}
     for image_id in images.loc[images["status"] == "ok", "image_id"]:
         rows = dets[dets["image_id"] == image_id]

@@ -172,7 +172,6 @@ def test_a_shard_with_odd_names_and_a_vanished_file_is_written(
     from pipeline.actors import ShardWorker, WorkerSettings
     from pipeline.datasets.folder import FolderDataset
     from pipeline.rundir import RunDir, inspect_part, part_name
-    from pipeline.schema import read_run_table
     from pipeline.shards import iter_shards
 
     photos = tmp_path / "photos"
@@ -195,7 +194,7 @@ def test_a_shard_with_odd_names_and_a_vanished_file_is_written(
         finally:
             worker.close()
     assert (result.num_images, result.num_errors) == (4, 1)
-    images = read_run_table(tmp_path / "run", "images").to_pandas().set_index("image_id")
+    images = RunDir.open(tmp_path / "run").images().to_pandas().set_index("image_id")
     assert images.loc["gone.png", "error"] == f"file not found: {photos / 'gone.png'}"
     assert list(images["status"]) == ["ok", "ok", "error", "ok"]
     assert images.loc["caf\\xe9 \\xff.png", "path"] == f"{photos}/caf\\xe9 \\xff.png"

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from pipeline.rundir import RunDir
 from pipeline.runner import ClusterConfig, RunConfig, run_inference
-from pipeline.schema import read_run_table
 from tests.pipeline.runner_support import (  # noqa: F401  (fixtures)
     assert_same_detections,
     reference_detections,
@@ -76,7 +76,7 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(
     rerun, skipped = int(found[1]), int(found[2])
     assert rerun + skipped == 12 and landed <= skipped < 12 and rerun > 0
     assert not list(run_dir.rglob(".tmp-*"))
-    images = read_run_table(run_dir, "images")
+    images = RunDir.open(run_dir).images()
     assert sorted(images["image_id"].to_pylist()) == sorted(_paths(synthetic_root))
     record = json.loads((run_dir / "run.json").read_text())
     assert record["plan"]["complete"] and record["plan"]["num_images"] == 12
@@ -141,6 +141,6 @@ def test_shards_run_on_both_nodes_and_losing_one_still_completes(
     per_node = record["timing"]["shards_per_node"]
     assert len(per_node) == 2, per_node  # shards ran on both nodes
     assert sum(per_node.values()) == 12
-    images = read_run_table(run_dir, "images")
+    images = RunDir.open(run_dir).images()
     assert sorted(images["image_id"].to_pylist()) == sorted(_paths(synthetic_root))
     assert set(images["status"].to_pylist()) == {"ok"}

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.rundir import RunMismatchError
+from pipeline.rundir import RunDir, RunMismatchError
 from pipeline.runner import ClusterConfig, RunConfig, RunSummary, run_inference
-from pipeline.schema import read_run_table
 from tests.pipeline.odd_images import gradient_rgb, write_odd_images
 from tests.pipeline.runner_support import (  # noqa: F401  (fixtures)
     assert_same_detections,
@@ -58,7 +57,7 @@ def test_two_workers_match_the_detector_in_process_then_resume_and_refuse(
     assert (summary.num_images, summary.num_shards, summary.shards_run) == (12, 3, 3)
     assert summary.errors_run == 0
     assert_same_detections(run_detections(run_dir), reference)
-    images = read_run_table(run_dir, "images")
+    images = RunDir.open(run_dir).images()
     assert images["image_id"].to_pylist() == list(_paths(synthetic_root))  # manifest order
     record = json.loads((run_dir / "run.json").read_text())
     plan = dict(record["plan"])
@@ -133,7 +132,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_each_image_lands_once(
     summary: RunSummary = box["summary"]
     assert done_before < 12, "the run finished before the kill: the test proves nothing"
     assert summary.num_images == 12
-    images = read_run_table(run_dir, "images")
+    images = RunDir.open(run_dir).images()
     assert sorted(images["image_id"].to_pylist()) == sorted(reference)  # each image once
     assert set(images["status"].to_pylist()) == {"ok"}
     assert_same_detections(run_detections(run_dir), reference)
@@ -153,7 +152,7 @@ def test_odd_and_broken_images_become_rows_and_the_job_succeeds(
     argv = ["run", "--dataset", f"folder:{folder}", "--out", str(run_dir), "--model",
             str(small_checkpoint), "--workers", "1", "--cpus-per-worker", "1", "--shard-size", "4"]
     assert main(argv) == 0
-    images = read_run_table(run_dir, "images").to_pandas().set_index("image_id")
+    images = RunDir.open(run_dir).images().to_pandas().set_index("image_id")
     assert sorted(images.index) == sorted(expect)
     for name, status in expect.items():
         row = images.loc[name]
@@ -168,7 +167,7 @@ def test_odd_and_broken_images_become_rows_and_the_job_succeeds(
     want = reference_detections(small_checkpoint, ok)
     assert_same_detections(run_detections(run_dir), want)
     assert images.loc["empty.jpg", "error"] == "empty file (0 bytes)"
-    dets = read_run_table(run_dir, "detections").to_pandas()
+    dets = RunDir.open(run_dir).detections().to_pandas()
     assert set(dets["image_id"]) <= {k for k, v in expect.items() if v == "ok"}
     # the CLI refuses to mix another config into the run: exit 1, one line naming the key
     capsys.readouterr()
