@@ -58,6 +58,15 @@ FIRST_SHOT_ANCHORS = AnchorSpec(sizes=(8, 16, 32, 64, 128, 256), strides=DEFAULT
 RELEASE_ANCHORS = AnchorSpec(
     sizes=(16, 32, 64, 128, 256, 512), strides=DEFAULT_STRIDES, ratio=1.5, clip=True
 )
+# The release's training-only "progressive anchors" (``face_ssd.py`` head/body priors): the same
+# prior box called with ``min_sizes[:-1]`` on levels 1..5 (head) and ``min_sizes[:-2]`` on
+# levels 2..5 (body), i.e. 1/2 and 1/4 of the face anchor of each level.
+RELEASE_HEAD_ANCHORS = AnchorSpec(
+    sizes=(16, 32, 64, 128, 256), strides=DEFAULT_STRIDES[1:], ratio=1.5, clip=True
+)
+RELEASE_BODY_ANCHORS = AnchorSpec(
+    sizes=(16, 32, 64, 128), strides=DEFAULT_STRIDES[2:], ratio=1.5, clip=True
+)
 
 
 def _check_hw(name: str, hw: Sequence[int]) -> tuple[int, int]:

@@ -7,11 +7,16 @@ xyxy pixels with edges on pixel boundaries (a box ``[0, 0, 2, 2]`` covers pixels
 Section 3.4 of the paper: with probability 2/5 *data-anchor-sampling* picks a face and crops a
 square sub-image so that the face/sub-image size ratio becomes ``target / image_size`` with
 ``target`` drawn from the anchor sizes (16..512), so the face lands on an anchor scale after the
-resize; otherwise SSD-style augmentation (photometric distortion, expand, a random crop that keeps
-the faces whose centre falls inside, horizontal flip). Both end with a resize to the square
+resize; otherwise SSD-style augmentation (photometric distortion, a random square crop that
+keeps the faces whose centre falls inside, horizontal flip; SSD's zoom-out is off by default, as
+in the official code, and ``expand_prob`` turns it on). Both end with a resize to the square
 training size. The crop, the expand canvas and the resize are one affine map applied with
 ``cv2.warpAffine``, so boxes follow the pixels exactly (area outside the image is filled with the
 mean colour, which is zero after mean subtraction).
+
+The SSD-style crop follows the official ``RandomCrop`` options other than its anchor sampling:
+``None`` (the square of the short side) and ``0.3``/``0.5`` (a square of 0.3..1 of the short
+side), so a third of the SSD-style draws keep the whole short side (``whole_crop_prob``).
 
 The anchor sampling follows the official DSFD "average sample" (see ``docs/training.md``): the
 target is drawn uniformly from the anchor sizes that are not larger than the face's own bucket
@@ -46,8 +51,12 @@ class AugmentConfig:
         das_targets: ``"official"`` (targets up to the face's own bucket, as the official
             "average sample") or ``"paper"`` (any anchor size up to ``image_size``).
         photometric: apply the SSD photometric distortion.
-        expand_prob: probability of the SSD zoom-out (image placed on a mean canvas).
+        expand_prob: probability of the SSD zoom-out (image placed on a mean canvas). 0 by
+            default: the official code and DSFD.pytorch have it off; SSD's 0.5 adds many tiny
+            faces.
         max_expand_ratio: largest canvas/image side ratio of the zoom-out.
+        whole_crop_prob: probability that an SSD-style crop is the square of the whole short
+            side (1/3: the official "None" option, one of the three non-anchor options).
         min_crop_scale: smallest side of the SSD square crop, as a fraction of the short side.
         flip_prob: probability of a horizontal flip.
         min_face_size: boxes whose ``sqrt(w * h)`` in output pixels is below this are dropped.
@@ -61,8 +70,9 @@ class AugmentConfig:
     anchor_sizes: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     das_targets: Literal["official", "paper"] = "official"
     photometric: bool = True
-    expand_prob: float = 0.5
+    expand_prob: float = 0.0
     max_expand_ratio: float = 4.0
+    whole_crop_prob: float = 1.0 / 3.0
     min_crop_scale: float = 0.3
     flip_prob: float = 0.5
     min_face_size: float = 6.0
@@ -77,7 +87,7 @@ class AugmentConfig:
             raise ValueError(
                 f"AugmentConfig.das_targets must be 'official' or 'paper', got {self.das_targets!r}"
             )
-        for name in ("anchor_sampling_prob", "expand_prob", "flip_prob"):
+        for name in ("anchor_sampling_prob", "expand_prob", "whole_crop_prob", "flip_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {value}")
@@ -208,9 +218,10 @@ def _ssd_window(
     cx0, cy0, cw, ch = _expand_window(width, height, rng, config)
     short = min(cw, ch)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    # The crop option is drawn once and kept over the tries, as the official RandomCrop does.
+    whole = rng.random() < config.whole_crop_prob
     for _ in range(config.max_tries):
-        # One draw in five keeps the short-side square (the official "None" option).
-        scale = 1.0 if rng.random() < 0.2 else rng.uniform(config.min_crop_scale, 1.0)
+        scale = 1.0 if whole else rng.uniform(config.min_crop_scale, 1.0)
         side = short * scale
         x0 = cx0 + rng.uniform(0.0, cw - side)
         y0 = cy0 + rng.uniform(0.0, ch - side)

@@ -9,7 +9,7 @@ two stride-64/128 maps (of5, of6).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,11 @@ VGG16_LAYOUT: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
 )
 VGG16_TAPS: tuple[int, ...] = (15, 22, 29)  # ReLU after conv3_3, conv4_3, conv5_3
+# ImageNet VGG16 fc6 is a 7x7 "convolution" over pool5; the reduced fc keeps every 4th output
+# channel (4096 -> 1024) and every 3rd tap (7x7 -> 3x3 at dilation 3); fc7 every 4th in and out.
+FC_CHANNEL_STEP = 4
+FC6_KERNEL = 7
+FC6_TAP_STEP = 3
 
 
 class L2Norm(nn.Module):
@@ -49,8 +54,9 @@ class VGG16(nn.Module):
     """Extended VGG16: torchvision ``features`` (pools in ceil mode) + pool5, fc6, fc7 convs.
 
     ``fc6`` is a 3x3 conv with dilation 3 (512 -> 1024) after a 2x2/2 pool5 and ``fc7`` a 1x1
-    conv (1024 -> 1024), as in the VGG16 DSFD of DSFD.pytorch. Outputs conv3_3, conv4_3,
-    conv5_3 and fc7 at strides 4, 8, 16, 32.
+    conv (1024 -> 1024), as in the VGG16 DSFD of DSFD.pytorch and S3FD; ImageNet weights fit
+    them through :func:`reduced_fc`. Outputs conv3_3, conv4_3, conv5_3 and fc7 at strides 4, 8,
+    16, 32.
     """
 
     def __init__(self, width: float = 1.0) -> None:
@@ -80,6 +86,52 @@ class VGG16(nn.Module):
         x = torch.relu(self.fc7(torch.relu(self.fc6(x))))
         outs.append(x)
         return outs
+
+
+def reduced_fc(classifier: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """SSD's "reduced fc": ImageNet VGG16 ``fc6``/``fc7`` as the dilated 1024-channel convs.
+
+    The recipe of SSD (Liu et al., used by S3FD and DSFD.pytorch through
+    ``vgg16_reducedfc.pth``): fc6 ``[4096, 512*7*7]`` is viewed as a 7x7 conv
+    ``[4096, 512, 7, 7]`` (torchvision flattens pool5 channel-major) and decimated to
+    ``[1024, 512, 3, 3]`` by keeping output channels ``0, 4, 8, ...`` and kernel taps
+    ``0, 3, 6`` in each direction; a 3x3 kernel at dilation 3 after the stride-32 pool5 then
+    spans the same 7x7 cells the original fc6 did. fc7 ``[4096, 4096]`` keeps every 4th
+    output and input channel: ``[1024, 1024, 1, 1]``. Biases keep every 4th entry.
+
+    Args:
+        classifier: torchvision key names ``classifier.0.weight`` ``[O6, C*49]``,
+            ``classifier.0.bias`` ``[O6]``, ``classifier.3.weight`` ``[O7, O6]``,
+            ``classifier.3.bias`` ``[O7]`` (``O6 = O7 = 4096``, ``C = 512`` for the real
+            network; any multiple of 4 works, e.g. for small test networks).
+
+    Returns:
+        ``{"fc6.weight": [O6/4, C, 3, 3], "fc6.bias": [O6/4], "fc7.weight":
+        [O7/4, O6/4, 1, 1], "fc7.bias": [O7/4]}``, new contiguous tensors.
+
+    Raises:
+        KeyError: a classifier key is missing.
+        ValueError: the shapes are not those of a VGG classifier.
+    """
+    fc6_w, fc6_b = classifier["classifier.0.weight"], classifier["classifier.0.bias"]
+    fc7_w, fc7_b = classifier["classifier.3.weight"], classifier["classifier.3.bias"]
+    taps = FC6_KERNEL * FC6_KERNEL
+    if (fc6_w.ndim != 2 or fc6_w.shape[1] % taps or fc7_w.ndim != 2
+            or fc7_w.shape[1] != fc6_w.shape[0] or fc6_b.shape != fc6_w.shape[:1]
+            or fc7_b.shape != fc7_w.shape[:1]):
+        raise ValueError(
+            "reduced_fc: expected classifier.0.weight [O6, C*49], classifier.3.weight [O7, O6] "
+            f"and matching biases, got {tuple(fc6_w.shape)}, {tuple(fc7_w.shape)}, "
+            f"{tuple(fc6_b.shape)}, {tuple(fc7_b.shape)}"
+        )
+    step, tap = FC_CHANNEL_STEP, FC6_TAP_STEP
+    fc6 = fc6_w.reshape(fc6_w.shape[0], -1, FC6_KERNEL, FC6_KERNEL)  # [O6, C, 7, 7]
+    return {
+        "fc6.weight": fc6[::step, :, ::tap, ::tap].contiguous(),  # [O6/4, C, 3, 3]
+        "fc6.bias": fc6_b[::step].contiguous(),
+        "fc7.weight": fc7_w[::step, ::step, None, None].contiguous(),  # [O7/4, O6/4, 1, 1]
+        "fc7.bias": fc7_b[::step].contiguous(),
+    }
 
 
 class Bottleneck(nn.Module):

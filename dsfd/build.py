@@ -49,18 +49,32 @@ def _init_backbone(module: nn.Module) -> None:
             nn.init.zeros_(m.bn3.weight)
 
 
+def _l2norms(channels: list[int]) -> nn.ModuleList:
+    """L2Norm (scales 10, 8, 5) on levels 1..3, identity on levels 4..6."""
+    norms = nn.ModuleList(nn.Identity() for _ in range(6))
+    for level, scale in enumerate(L2NORM_SCALES):
+        norms[level] = L2Norm(channels[level], scale)
+    return norms
+
+
 def _assemble(config: ModelConfig, backbone: VGG16 | ResNet, extras: nn.ModuleList,
               l2norm: bool) -> DSFD:
-    """The dual-shot model around ``backbone``: FEM, both shots' heads, initialised."""
+    """The dual-shot model around ``backbone``: FEM, both shots' heads, initialised.
+
+    With ``l2norm``, ``config.l2norm`` places the L2Norms: ``"before_fem"`` on of1..of3 for the
+    first shot and the FEM; ``"per_shot"`` on of1..of3 for the first shot and on ef1..ef3 for
+    the second, the FEM taking the raw maps.
+    """
     # conv6_2 and conv7_2 have 512 and 256 channels (scaled) for every backbone
     channels = [*backbone.out_channels, scaled(512, config.width), scaled(256, config.width)]
-    norms = nn.ModuleList(nn.Identity() for _ in range(6))
-    if l2norm:
-        for level, scale in enumerate(L2NORM_SCALES):
-            norms[level] = L2Norm(channels[level], scale)
+    identity = nn.ModuleList(nn.Identity() for _ in range(6))
+    norms = _l2norms(channels) if l2norm else identity
+    per_shot = l2norm and config.l2norm == "per_shot"
     fem = FeatureEnhanceModule(channels)
     model = DSFD(config, backbone=backbone, extras=extras, norms=norms, fem=fem,
-                 channels=channels, input_format="rgb_imagenet")
+                 channels=channels, input_format="rgb_imagenet",
+                 enhanced_norms=_l2norms(channels) if per_shot else None,
+                 normalise_before_fem=not per_shot)
     _init_backbone(backbone)
     _init_new_layers(extras, fem, model.first_loc, model.first_conf, model.second_loc,
                      model.second_conf)
@@ -69,7 +83,7 @@ def _assemble(config: ModelConfig, backbone: VGG16 | ResNet, extras: nn.ModuleLi
 
 @register_model("vgg16")
 def build_vgg16(config: ModelConfig) -> DSFD:
-    """The extended VGG16 of S3FD/PyramidBox, L2Norm on conv3_3/4_3/5_3."""
+    """The extended VGG16 of S3FD/PyramidBox, L2Norm on conv3_3/4_3/5_3 (``config.l2norm``)."""
     backbone = VGG16(config.width)
     extras = extra_layers(backbone.out_channels[-1], config.width, batch_norm=False)
     return _assemble(config, backbone, extras, l2norm=True)
@@ -109,7 +123,8 @@ def build_release(config: ModelConfig) -> ReleaseDSFD:
     return model
 
 
-def build_model(name: str = "vgg16", width: float = 1.0, input_size: int = 640) -> nn.Module:
+def build_model(name: str = "vgg16", width: float = 1.0, input_size: int = 640,
+                l2norm: str = "before_fem") -> nn.Module:
     """Build a randomly initialised DSFD model.
 
     Args:
@@ -117,12 +132,15 @@ def build_model(name: str = "vgg16", width: float = 1.0, input_size: int = 640) 
             ``"resnet50"``, ``"resnet101"``, ``"resnet152"``, ``"release-r152"``).
         width: channel multiplier (1.0 = the real network).
         input_size: nominal input side in pixels, stored in the config.
+        l2norm: VGG16's L2Norm placement, ``"before_fem"`` or ``"per_shot"``
+            (:class:`ModelConfig`).
 
     Returns:
         The model (train mode), with ``model.config``, ``model.anchor_specs`` and
         ``model.input_format``.
     """
-    return build_from_config(ModelConfig(name=name, width=width, input_size=input_size))
+    return build_from_config(ModelConfig(name=name, width=width, input_size=input_size,
+                                         l2norm=l2norm))
 
 
 def build_from_config(config: ModelConfig) -> nn.Module:

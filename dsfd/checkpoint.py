@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dsfd.backbones import reduced_fc
 from dsfd.build import build_from_config
 from dsfd.config import ModelConfig
 from dsfd.registry import model_names
@@ -231,12 +233,41 @@ def load_model(spec: str, map_location: Any = "cpu") -> tuple[nn.Module, ModelIn
     return model.eval(), info
 
 
+VGG_CLASSIFIER_KEYS: tuple[str, ...] = ("classifier.0.weight", "classifier.0.bias",
+                                        "classifier.3.weight", "classifier.3.bias")
+
+
+def _vgg_fc_state(obj: Mapping[str, Any], own: Mapping[str, Tensor], path: str) -> dict[str, Any]:
+    """``fc6``/``fc7`` entries for an extended VGG16 backbone from a torchvision state_dict.
+
+    The ImageNet classifier is converted by :func:`dsfd.backbones.reduced_fc` when the file has
+    it with finite values; otherwise (a features-only file, or torchvision's
+    ``IMAGENET1K_FEATURES`` whose classifier is NaN) the layers keep their initialisation.
+    """
+    if "fc6.weight" in obj:  # already in our layout: loaded like the other keys
+        return {}
+    classifier = {k: obj[k] for k in VGG_CLASSIFIER_KEYS if k in obj}
+    if len(classifier) != len(VGG_CLASSIFIER_KEYS):
+        return {k: v for k, v in own.items() if k.startswith(("fc6.", "fc7."))}
+    if not all(isinstance(v, Tensor) and bool(torch.isfinite(v).all())
+               for v in classifier.values()):
+        warnings.warn(f"{path}: the VGG16 classifier has non-finite values; fc6/fc7 keep "
+                      "their initialisation", stacklevel=3)
+        return {k: v for k, v in own.items() if k.startswith(("fc6.", "fc7."))}
+    try:
+        return reduced_fc(classifier)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     """Load torchvision ImageNet weights (a local ``state_dict`` file) into ``model.backbone``.
 
-    The classifier (``fc.*`` for ResNet, ``classifier.*`` for VGG16) is dropped; every other
-    key must match. VGG16's ``fc6``/``fc7`` convs have no ImageNet counterpart and stay as
-    initialised.
+    ResNet: the classifier (``fc.*``) is dropped; every other key must match. VGG16: the
+    ``features.*`` keys must match, and the ImageNet classifier (``classifier.0`` = fc6,
+    ``classifier.3`` = fc7) becomes the dilated ``fc6``/``fc7`` convs by SSD's "reduced fc"
+    decimation (:func:`dsfd.backbones.reduced_fc`); a file without the classifier leaves them as
+    initialised (Xavier).
     """
     backbone = getattr(model, "backbone", None)
     if backbone is None:
@@ -247,8 +278,7 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.
         raise ValueError(f"{path}: expected a state_dict, got {type(obj).__name__}")
     state = {k: v for k, v in obj.items() if not k.startswith(("fc.", "classifier."))}
     own = backbone.state_dict()
-    for k in own:  # fc6/fc7 of the extended VGG16 are not part of the ImageNet network
-        if k.startswith(("fc6.", "fc7.")) and k not in state:
-            state[k] = own[k]
+    if "fc6.weight" in own:  # the extended VGG16
+        state.update(_vgg_fc_state(obj, own, str(path)))
     load_weights(backbone, state, source=str(path))
     return model

@@ -29,10 +29,16 @@ class Shot(NamedTuple):
 
 
 class DSFDOutput(NamedTuple):
-    """Both shots. ``first`` is None for models without a first shot (``release-r152``)."""
+    """Both shots. ``first`` is None for models without a first shot (``release-r152``).
+
+    ``auxiliary`` holds training-only outputs matched against the same face boxes with their own
+    anchors (``model.auxiliary_anchor_specs``, same order): the release's "head" and "body"
+    progressive-anchor branches; empty for the paper models.
+    """
 
     first: Shot | None
     second: Shot
+    auxiliary: tuple[Shot, ...] = ()
 
 
 def flatten_levels(maps: Sequence[Tensor], channels: int) -> Tensor:
@@ -62,12 +68,17 @@ class DSFD(nn.Module):
 
     ``backbone`` gives of1..of4 (strides 4..32), ``extras`` of5 and of6 (strides 64, 128),
     ``norms`` is applied to each original map (L2Norm on of1..of3 for VGG16, identity
-    otherwise), ``fem`` turns of* into ef*. The first shot's heads run on of* with
-    ``anchor_specs[0]`` (8..256), the second shot's on ef* with ``anchor_specs[1]`` (16..512).
+    otherwise) for the first shot, ``fem`` turns of* into ef*, and ``enhanced_norms`` (identity
+    unless given) is applied to ef* for the second shot. ``normalise_before_fem`` chooses
+    whether the FEM sees the normalised original maps (the official code's placement) or the
+    raw ones (DSFD.pytorch's, which then normalises ef1..ef3 instead). The first shot's heads
+    run on of* with ``anchor_specs[0]`` (8..256), the second shot's on ef* with
+    ``anchor_specs[1]`` (16..512).
 
     Attributes:
         config: the :class:`ModelConfig` it was built from.
         anchor_specs: ``(first, second)`` anchor settings.
+        auxiliary_anchor_specs: ``()``: the paper models have no auxiliary branches.
         input_format: the colour order and normalisation of the input tensor.
     """
 
@@ -82,36 +93,49 @@ class DSFD(nn.Module):
         channels: Sequence[int],
         input_format: str = "rgb_imagenet",
         anchor_specs: tuple[AnchorSpec, AnchorSpec] = (FIRST_SHOT_ANCHORS, SECOND_SHOT_ANCHORS),
+        enhanced_norms: nn.ModuleList | None = None,
+        normalise_before_fem: bool = True,
     ) -> None:
         super().__init__()
-        if len(channels) != 6 or len(norms) != 6:
-            raise ValueError(f"DSFD needs six levels, got {len(channels)} channels and "
-                             f"{len(norms)} norms")
+        if enhanced_norms is None:
+            enhanced_norms = nn.ModuleList(nn.Identity() for _ in range(len(norms)))
+        if len(channels) != 6 or len(norms) != 6 or len(enhanced_norms) != 6:
+            raise ValueError(f"DSFD needs six levels, got {len(channels)} channels, "
+                             f"{len(norms)} norms and {len(enhanced_norms)} enhanced norms")
         self.config = config
         self.anchor_specs: tuple[AnchorSpec | None, AnchorSpec] = anchor_specs
+        self.auxiliary_anchor_specs: tuple[tuple[str, AnchorSpec], ...] = ()
         self.input_format = input_format
+        self.normalise_before_fem = normalise_before_fem
         self.backbone = backbone
         self.extras = extras
         self.norms = norms
         self.fem = fem
+        self.enhanced_norms = enhanced_norms
         self.first_loc = ssd_heads(channels, 4)
         self.first_conf = ssd_heads(channels, 2)
         self.second_loc = ssd_heads(channels, 4)
         self.second_conf = ssd_heads(channels, 2)
 
-    def original_maps(self, x: Tensor) -> list[Tensor]:
-        """of1..of6 (after the L2Norms): six ``[N, C_l, ceil(H/s_l), ceil(W/s_l)]``."""
+    def raw_maps(self, x: Tensor) -> list[Tensor]:
+        """of1..of6 before any L2Norm: six ``[N, C_l, ceil(H/s_l), ceil(W/s_l)]``."""
         maps = list(self.backbone(x))
         for stage in self.extras:
             maps.append(stage(maps[-1]))
-        return [norm(m) for norm, m in zip(self.norms, maps, strict=True)]
+        return maps
+
+    def original_maps(self, x: Tensor) -> list[Tensor]:
+        """of1..of6 as the first shot sees them (after the L2Norms)."""
+        return [norm(m) for norm, m in zip(self.norms, self.raw_maps(x), strict=True)]
 
     def forward(self, x: Tensor) -> DSFDOutput:
         """``x``: ``[N, 3, H, W]`` float (see ``input_format``) -> both shots' raw outputs."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"DSFD expects [N, 3, H, W] input, got {tuple(x.shape)}")
-        original = self.original_maps(x)
-        enhanced = self.fem(original)
+        raw = self.raw_maps(x)
+        original = [norm(m) for norm, m in zip(self.norms, raw, strict=True)]
+        enhanced = self.fem(original if self.normalise_before_fem else raw)
+        enhanced = [norm(m) for norm, m in zip(self.enhanced_norms, enhanced, strict=True)]
         first = Shot(
             flatten_levels([h(m) for h, m in zip(self.first_loc, original, strict=True)], 4),
             flatten_levels([h(m) for h, m in zip(self.first_conf, original, strict=True)], 2),

@@ -8,6 +8,12 @@ module ``cpm*`` with dilations 1 and 2 (256 + 128 + 128 channels); four-conv hea
 ``conf.k`` with face, head and body outputs ("progressive anchors"); max-in-out on the
 classification logits; no first shot. Module names equal the checkpoint's keys, so the file
 loads with ``load_state_dict(strict=True)``.
+
+Besides the face branch (returned as the second shot), ``forward`` returns the head and body
+branches of the progressive anchors as ``DSFDOutput.auxiliary`` for training, sliced as
+``face_ssd.py`` does in its train phase: head = loc channels 4..7 and raw conf channels 4..5 on
+levels 1..5, body = loc 8..11 and raw conf 6..7 on levels 2..5 (max-in-out touches only the face
+logits). Their anchors are ``RELEASE_HEAD_ANCHORS`` / ``RELEASE_BODY_ANCHORS``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsfd.anchors import RELEASE_ANCHORS
+from dsfd.anchors import RELEASE_ANCHORS, RELEASE_BODY_ANCHORS, RELEASE_HEAD_ANCHORS
 from dsfd.backbones import RESNET_BLOCKS, Bottleneck, extra_layers, resnet_stage
 from dsfd.config import ModelConfig, scaled
 from dsfd.model import DSFDOutput, Shot, flatten_levels, sizes_of
@@ -25,6 +31,11 @@ SOURCE_NAMES: tuple[str, ...] = ("cpm3_3", "cpm4_3", "cpm5_3", "cpm7", "cpm6_2",
 # Outputs per level of the face/head/body heads: loc 4/8/12 and raw conf 4/6/8 channels.
 LOC_CHANNELS: tuple[int, ...] = (4, 8, 12, 12, 12, 12)
 CONF_CHANNELS: tuple[int, ...] = (4, 6, 8, 8, 8, 8)
+# Training-only branches: (name, first level, loc channel slice, raw conf channel slice).
+AUXILIARY_BRANCHES: tuple[tuple[str, int, slice, slice], ...] = (
+    ("head", 1, slice(4, 8), slice(4, 6)),
+    ("body", 2, slice(8, 12), slice(6, 8)),
+)
 
 
 class ContextModule(nn.Module):
@@ -97,6 +108,8 @@ class ReleaseDSFD(nn.Module):
         width = config.width
         self.config = config
         self.anchor_specs = (None, RELEASE_ANCHORS)
+        self.auxiliary_anchor_specs = (("head", RELEASE_HEAD_ANCHORS),
+                                       ("body", RELEASE_BODY_ANCHORS))
         self.input_format = "bgr_mean"
         stem = scaled(64, width)
         planes = [scaled(p, width) for p in (64, 128, 256, 512)]
@@ -142,13 +155,22 @@ class ReleaseDSFD(nn.Module):
         """``x``: ``[N, 3, H, W]`` BGR minus (104, 117, 123) -> face branch as ``second``.
 
         ``second.loc`` is ``[N, A, 4]`` (the face slice of each loc head) and ``second.conf``
-        ``[N, A, 2]`` the (background, face) logits after max-in-out; ``first`` is None.
+        ``[N, A, 2]`` the (background, face) logits after max-in-out; ``first`` is None;
+        ``auxiliary`` is ``(head, body)``, each ``loc [N, A_k, 4]`` and ``conf [N, A_k, 2]``
+        (background, foreground) logits on levels 1..5 and 2..5.
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"ReleaseDSFD expects [N, 3, H, W] input, got {tuple(x.shape)}")
         srcs = self.sources(x)
-        loc = [head(s)[:, 0:4] for head, s in zip(self.loc, srcs, strict=True)]
-        conf = [max_in_out(head(s), k) for k, (head, s) in enumerate(zip(self.conf, srcs,
-                                                                           strict=True))]
+        raw_loc = [head(s) for head, s in zip(self.loc, srcs, strict=True)]
+        raw_conf = [head(s) for head, s in zip(self.conf, srcs, strict=True)]
+        loc = [m[:, 0:4] for m in raw_loc]
+        conf = [max_in_out(m, k) for k, m in enumerate(raw_conf)]
         second = Shot(flatten_levels(loc, 4), flatten_levels(conf, 2), sizes_of(srcs))
-        return DSFDOutput(None, second)
+        auxiliary = tuple(
+            Shot(flatten_levels([m[:, loc_slice] for m in raw_loc[start:]], 4),
+                 flatten_levels([m[:, conf_slice] for m in raw_conf[start:]], 2),
+                 sizes_of(srcs[start:]))
+            for _, start, loc_slice, conf_slice in AUXILIARY_BRANCHES
+        )
+        return DSFDOutput(None, second, auxiliary)

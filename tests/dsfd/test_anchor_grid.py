@@ -8,6 +8,8 @@ import torch
 from dsfd.anchors import (
     FIRST_SHOT_ANCHORS,
     RELEASE_ANCHORS,
+    RELEASE_BODY_ANCHORS,
+    RELEASE_HEAD_ANCHORS,
     SECOND_SHOT_ANCHORS,
     AnchorSpec,
     cached_anchors,
@@ -66,6 +68,23 @@ def test_release_clip_golden() -> None:
     torch.testing.assert_close(anchors[-1], torch.tensor([32.0, 32.0, 96.0, 96.0]))
     # level 0 anchors lie inside [0, 1] in centre form: unchanged
     torch.testing.assert_close(anchors[0], make_anchors(SECOND_SHOT_ANCHORS, (64, 64))[0])
+
+
+def test_release_head_and_body_anchors() -> None:
+    # dsfd_reference.md section 3.5: 8,525 head and 2,125 body anchors at 640x640
+    assert make_anchors(RELEASE_HEAD_ANCHORS, (640, 640)).shape == (8525, 4)
+    assert make_anchors(RELEASE_BODY_ANCHORS, (640, 640)).shape == (2125, 4)
+    face = make_anchors(RELEASE_ANCHORS, (640, 640))
+    head = make_anchors(RELEASE_HEAD_ANCHORS, (640, 640))
+    body = make_anchors(RELEASE_BODY_ANCHORS, (640, 640))
+    # Head level 1 (stride 8) is half the face anchor of level 1: size 16 at centre (4, 4).
+    torch.testing.assert_close(head[0], torch.tensor([4 - HALF_W16, 4 - HALF_H16,
+                                                      4 + HALF_W16, 4 + HALF_H16]))
+    torch.testing.assert_close((head[0, 2:] - head[0, :2]) * 2, face[25600, 2:] - face[25600, :2])
+    # Body level 2 (stride 16) is a quarter of the face anchor of level 2: size 16 at (8, 8).
+    torch.testing.assert_close(body[0], torch.tensor([8 - HALF_W16, 8 - HALF_H16,
+                                                      8 + HALF_W16, 8 + HALF_H16]))
+    torch.testing.assert_close(body[-1], face[-1] / 4 + 3 * 576 / 4)  # centre 576, size 128
 
 
 def test_release_clip_centre_beyond_edge() -> None:

@@ -171,3 +171,32 @@ def test_bad_inputs_are_named() -> None:
         augment(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 3)), np.random.default_rng(0))
     with pytest.raises(ValueError, match="policy"):
         AugmentConfig(policy="yolo")  # type: ignore[arg-type]
+
+
+def test_zoom_out_is_off_by_default_and_selectable() -> None:
+    boxes = np.array([[90, 80, 130, 130]], np.float32)
+    default = AugmentConfig(image_size=64, policy="ssd")
+    assert default.expand_prob == 0.0
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # every window lies inside the 300x200 image
+        x0, y0, w, h = augment_boxes(boxes, (200, 300), rng, default).window
+        assert x0 >= 0 and y0 >= 0 and x0 + w <= 300 + 1e-6 and y0 + h <= 200 + 1e-6
+    zoom = AugmentConfig(image_size=64, policy="ssd", expand_prob=1.0)
+    windows = [augment_boxes(boxes, (200, 300), rng, zoom).window for _ in range(300)]
+    outside = [w for w in windows if w[0] < 0 or w[1] < 0 or w[0] + w[2] > 300 or w[1] + w[3] > 200]
+    assert len(outside) > 100  # the canvas overhangs the image: SSD's zoom-out
+    assert max(w[2] for w in windows) > 300  # crops of a canvas up to 4x the image
+
+
+def test_one_third_of_ssd_crops_keep_the_whole_short_side() -> None:
+    boxes = np.array([[140, 90, 160, 110]], np.float32)  # centred: most crops contain it
+    cfg = AugmentConfig(image_size=64, policy="ssd")
+    assert cfg.whole_crop_prob == pytest.approx(1 / 3)
+    rng = np.random.default_rng(1)
+    sides = [augment_boxes(boxes, (200, 300), rng, cfg).window[2] for _ in range(3000)]
+    whole = np.isclose(sides, 200.0).mean()  # the official "None" option: 1 of 3 options
+    assert whole == pytest.approx(1 / 3, abs=0.035)
+    always = AugmentConfig(image_size=64, policy="ssd", whole_crop_prob=1.0)
+    assert {augment_boxes(boxes, (200, 300), rng, always).window[2] for _ in range(50)} == {200.0}
+    with pytest.raises(ValueError, match="whole_crop_prob"):
+        AugmentConfig(whole_crop_prob=1.5)

@@ -1,15 +1,24 @@
-"""Multibox and progressive anchor losses: hand-computed golden values and edge cases."""
+"""Multibox and progressive anchor losses: hand-computed golden values, edge cases, the
+release's auxiliary (head/body) losses."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
-from dsfd.anchors import FIRST_SHOT_ANCHORS, SECOND_SHOT_ANCHORS, make_anchors
-from dsfd.loss import LossConfig, multibox_loss, progressive_anchor_loss
+from dsfd import build_model, load_model
+from dsfd.anchors import (
+    FIRST_SHOT_ANCHORS,
+    RELEASE_BODY_ANCHORS,
+    RELEASE_HEAD_ANCHORS,
+    SECOND_SHOT_ANCHORS,
+    make_anchors,
+)
+from dsfd.loss import LossConfig, detection_loss, multibox_loss, progressive_anchor_loss
 from dsfd.matching import MatchConfig
 
 ANCHORS = torch.tensor([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], dtype=torch.float32)
@@ -49,10 +58,20 @@ def test_golden_hard_negative_ranking_and_weights() -> None:
     assert out.num_negatives == 1
     assert out.conf.item() == pytest.approx(math.log(1 + math.e) - 1 + math.log(2), rel=1e-6)
     assert out.box.item() == pytest.approx(2.0 * 0.145, rel=1e-6)
-    sampled = multibox_loss(loc, conf, ANCHORS, [FACE], LossConfig(conf_normalizer="sampled"))
-    assert sampled.conf.item() == pytest.approx(
-        (2 * (math.log(1 + math.e) - 1) + math.log(2)) / 3, rel=1e-6
-    )
+
+
+def test_conf_normalizer_positives_or_positives_and_negatives() -> None:
+    loc, conf = _golden_inputs()
+    summed = 2 * (math.log(1 + math.e) - 1) + math.log(2)  # 1 positive + 2 mined negatives
+    default = multibox_loss(loc, conf, ANCHORS, [FACE])
+    assert LossConfig().conf_normalizer == "positives"
+    assert default.conf.item() == pytest.approx(summed / 1, rel=1e-6)
+    eq2 = multibox_loss(loc, conf, ANCHORS, [FACE],
+                        LossConfig(conf_normalizer="positives+negatives"))
+    assert eq2.conf.item() == pytest.approx(summed / 3, rel=1e-6)
+    assert eq2.box.item() == pytest.approx(default.box.item(), rel=1e-6)  # box term: / N
+    with pytest.raises(ValueError, match="conf_normalizer"):
+        LossConfig(conf_normalizer="sampled")  # type: ignore[arg-type]
 
 
 def test_normalised_by_batch_positives_and_mined_per_image() -> None:
@@ -123,3 +142,80 @@ def test_shape_errors_are_explicit() -> None:
         multibox_loss(loc, conf, ANCHORS, [FACE, FACE])
     with pytest.raises(ValueError, match=r"conf \[N, A, 2\]"):
         multibox_loss(loc, conf[..., :1], ANCHORS, [FACE])
+
+
+def test_detection_loss_of_a_paper_model_is_pal_on_both_shots() -> None:
+    torch.manual_seed(0)
+    model = build_model("vgg16", width=0.0625)
+    x = torch.randn(1, 3, 64, 64)
+    faces = [torch.tensor([[10.0, 12.0, 30.0, 40.0]])]
+    out = model(x)
+    pal = detection_loss(model, out, (64, 64), faces)
+    want = progressive_anchor_loss(
+        out.first, out.second,
+        (make_anchors(FIRST_SHOT_ANCHORS, (64, 64)), make_anchors(SECOND_SHOT_ANCHORS, (64, 64))),
+        faces,
+    )
+    assert pal.auxiliary == {} and pal.first is not None
+    assert pal.total.item() == pytest.approx(want.total.item(), rel=1e-6)
+
+
+def _seeded_release(tmp_path: Path) -> torch.nn.Module:
+    """A small release-layout network loaded from a seeded bare state_dict (as the official
+    file is loaded), in train mode as for fine-tuning."""
+    torch.manual_seed(3)
+    state = {k: v for k, v in build_model("release-r152", width=0.0625).state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "release.pth"
+    torch.save(state, path)
+    model, info = load_model(f"release-r152:{path}")
+    assert info.source == "official-state-dict"
+    return model.train()
+
+
+def test_release_auxiliary_losses_on_a_seeded_state_dict(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    model = _seeded_release(tmp_path)
+    hw = (64, 64)
+    x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(4))
+    faces = [torch.tensor([[8.0, 6.0, 40.0, 50.0]]), torch.tensor([[20.0, 20.0, 36.0, 44.0]])]
+    out = model(x)
+    assert out.first is None and len(out.auxiliary) == 2
+    pal = detection_loss(model, out, hw, faces)
+    assert set(pal.auxiliary) == {"head", "body"}
+    # Each branch is the plain multibox loss of its slice against the face boxes, with the
+    # release's head (1/2 face size, levels 1..5) and body (1/4, levels 2..5) anchors.
+    for (name, spec), shot in zip(
+        (("head", RELEASE_HEAD_ANCHORS), ("body", RELEASE_BODY_ANCHORS)), out.auxiliary,
+        strict=True,
+    ):
+        alone = multibox_loss(shot.loc, shot.conf, make_anchors(spec, hw), faces)
+        part = pal.auxiliary[name]
+        assert part.num_positives == alone.num_positives > 0
+        assert part.total.item() == pytest.approx(alone.total.item(), rel=1e-6)
+    expected = pal.second.total + pal.auxiliary["head"].total + pal.auxiliary["body"].total
+    assert pal.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert {"head_conf", "head_box", "body_conf", "body_positives"} <= set(pal.as_dict())
+    pal.total.backward()
+    # The head and body output channels of the heads now learn (face slices: loc 0:4, conf 0:4).
+    loc1, conf2 = model.loc[1].conv4.weight.grad, model.conf[2].conv4.weight.grad
+    assert loc1 is not None and conf2 is not None
+    assert loc1[4:8].abs().sum() > 0 and conf2[4:6].abs().sum() > 0  # head (levels >= 1)
+    assert model.loc[2].conv4.weight.grad[8:12].abs().sum() > 0  # body (levels >= 2)
+    assert conf2[6:8].abs().sum() > 0
+
+
+def test_release_without_auxiliary_weight_trains_the_face_branch_only(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    model = _seeded_release(tmp_path)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    faces = [torch.tensor([[8.0, 6.0, 40.0, 50.0]]), torch.zeros((0, 4))]
+    out = model(x)
+    pal = detection_loss(model, out, (64, 64), faces, LossConfig(auxiliary_weight=0.0))
+    assert pal.auxiliary == {}
+    assert pal.total.item() == pytest.approx(pal.second.total.item(), rel=1e-6)
+    pal.total.backward()
+    grad = model.loc[1].conv4.weight.grad
+    assert grad is not None and grad[4:8].abs().sum() == 0 and grad[0:4].abs().sum() > 0
+    with pytest.raises(ValueError, match="auxiliary_weight"):
+        LossConfig(auxiliary_weight=-1.0)

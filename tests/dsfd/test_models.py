@@ -24,10 +24,11 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_forward_backward_small(name: str) -> None:
+@pytest.mark.parametrize(("name", "l2norm"),
+                         [(n, "before_fem") for n in NAMES] + [("vgg16", "per_shot")])
+def test_forward_backward_small(name: str, l2norm: str) -> None:
     torch.manual_seed(0)
-    model = build_model(name, width=0.125)
+    model = build_model(name, width=0.125, l2norm=l2norm)
     x = torch.randn(2, 3, 96, 72)  # BN in train mode needs > 1 value per channel at 1x1 maps
     out = model(x)
     assert isinstance(out, DSFDOutput)
@@ -45,7 +46,7 @@ def test_forward_backward_small(name: str) -> None:
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient reaches {missing[:5]}"
-    assert model.config == ModelConfig(name=name, width=0.125)
+    assert model.config == ModelConfig(name=name, width=0.125, l2norm=l2norm)
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (33, 47), (128, 96)])
@@ -67,6 +68,55 @@ def test_vgg16_l2norm_and_torchvision_names() -> None:
     x = torch.randn(1, 4, 5, 5) * 3
     y = L2Norm(4, 10.0)(x)
     torch.testing.assert_close(y.norm(dim=1), torch.full((1, 5, 5), 10.0))
+
+
+def _capture_inputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """First input of the FEM's level 0 and of both shots' level-0 loc heads."""
+    seen: dict[str, torch.Tensor] = {}
+    modules = {"fem": model.fem.levels[0], "first": model.first_loc[0],
+               "second": model.second_loc[0]}
+    handles = [m.register_forward_pre_hook(
+        lambda _m, args, key=key: seen.__setitem__(key, args[0].detach().clone()))
+        for key, m in modules.items()]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def _channel_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.norm(dim=1)  # [N, H, W]
+
+
+def test_vgg16_l2norm_placements() -> None:
+    x = torch.randn(1, 3, 64, 64)
+    torch.manual_seed(0)
+    before = build_model("vgg16", width=0.125).eval()
+    assert before.config.l2norm == "before_fem"
+    assert sum(isinstance(m, L2Norm) for m in before.modules()) == 3
+    seen = _capture_inputs(before, x)
+    with torch.no_grad():
+        raw1 = before.raw_maps(x)[0]
+    # The official placement: the FEM and the first shot see the same normalised conv3_3.
+    torch.testing.assert_close(seen["fem"], seen["first"])
+    torch.testing.assert_close(_channel_norm(seen["fem"]), torch.full_like(raw1[:, 0], 10.0))
+
+    torch.manual_seed(0)
+    per_shot = build_model("vgg16", width=0.125, l2norm="per_shot").eval()
+    assert [m.scale for m in per_shot.enhanced_norms if isinstance(m, L2Norm)] == [10, 8, 5]
+    # Same initial weights apart from the three extra L2Norm scales.
+    assert set(per_shot.state_dict()) - set(before.state_dict()) == {
+        f"enhanced_norms.{k}.weight" for k in range(3)}
+    seen = _capture_inputs(per_shot, x)
+    torch.testing.assert_close(seen["fem"], raw1)  # the FEM takes the raw conv3_3
+    torch.testing.assert_close(_channel_norm(seen["first"]), torch.full_like(raw1[:, 0], 10.0))
+    norms = _channel_norm(seen["second"])  # ef1 normalised to 10 (where it is not all zero)
+    assert torch.allclose(norms[norms > 0], torch.tensor(10.0), rtol=1e-5)
+    with pytest.raises(ValueError, match="only vgg16 has L2Norm"):
+        ModelConfig(name="resnet50", l2norm="per_shot")
+    with pytest.raises(ValueError, match="l2norm"):
+        ModelConfig(name="vgg16", l2norm="after")
 
 
 def test_resnet_torchvision_names() -> None:
@@ -135,3 +185,34 @@ def test_release_forward_uses_face_slices() -> None:
     last = raw_conf5.flatten()
     want = torch.stack((last[3], last[:3].max()))
     torch.testing.assert_close(out.second.conf[0, -1], want)
+
+
+def test_release_auxiliary_outputs_are_the_head_and_body_slices() -> None:
+    torch.manual_seed(0)
+    model = build_model("release-r152", width=0.0625).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = model(x)
+        srcs = model.sources(x)
+        raw_loc = [head(s) for head, s in zip(model.loc, srcs, strict=True)]
+        raw_conf = [head(s) for head, s in zip(model.conf, srcs, strict=True)]
+    head, body = out.auxiliary
+    assert [name for name, _ in model.auxiliary_anchor_specs] == ["head", "body"]
+    for shot, (_, spec) in zip(out.auxiliary, model.auxiliary_anchor_specs, strict=True):
+        count = make_anchors(spec, (64, 96)).shape[0]
+        assert shot.loc.shape == (1, count, 4) and shot.conf.shape == (1, count, 2)
+    assert head.feature_hw == out.second.feature_hw[1:]
+    assert body.feature_hw == out.second.feature_hw[2:]
+    # level 1 opens the head branch: loc channels 4..7, raw conf 4..5 (after the face's 0..3)
+    cells1 = raw_loc[1].shape[-2] * raw_loc[1].shape[-1]
+    torch.testing.assert_close(head.loc[0, :cells1],
+                               raw_loc[1][0, 4:8].permute(1, 2, 0).reshape(-1, 4))
+    torch.testing.assert_close(head.conf[0, :cells1],
+                               raw_conf[1][0, 4:6].permute(1, 2, 0).reshape(-1, 2))
+    # level 2 opens the body branch: loc 8..11, raw conf 6..7
+    cells2 = raw_loc[2].shape[-2] * raw_loc[2].shape[-1]
+    torch.testing.assert_close(body.loc[0, :cells2],
+                               raw_loc[2][0, 8:12].permute(1, 2, 0).reshape(-1, 4))
+    torch.testing.assert_close(body.conf[0, :cells2],
+                               raw_conf[2][0, 6:8].permute(1, 2, 0).reshape(-1, 2))
+    torch.testing.assert_close(body.conf[0, -1], raw_conf[5][0, 6:8, -1, -1])
