@@ -10,6 +10,7 @@ killed writer leaves a torn temporary, never a torn ``last.pt``; ``last.pt`` loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,14 +43,38 @@ def save_training_checkpoint(
     from dsfd.checkpoint import save_checkpoint
 
     path = out / f"checkpoint-{step:07d}.pt"
-    save_checkpoint(path, model, _checkpoint_extra(step, optimizer, config))
     tmp = out / f".{LAST}.tmp"
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, out / LAST)
+    try:
+        save_checkpoint(path, model, _checkpoint_extra(step, optimizer, config))
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, out / LAST)
+    except (OSError, RuntimeError) as exc:  # torch's writer raises RuntimeError on a full disk
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write the step {step} checkpoint to {out}: "
+                      f"{_write_reason(exc)}; free space or fix the folder, then run the same "
+                      "command again to resume") from exc
     numbered = sorted(out.glob("checkpoint-*.pt"))
     for old in numbered[: max(0, len(numbered) - config.keep_checkpoints)]:
         old.unlink(missing_ok=True)
     return path
+
+
+def _write_reason(exc: BaseException) -> str:
+    """The system's words for a failed write (``No space left on device``), one line."""
+    import errno as errno_codes
+    import re
+
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    text = str(exc)
+    found = re.search(r"errno[ =:]*(\d+)", text, flags=re.IGNORECASE)
+    if found:
+        return os.strerror(int(found[1]))
+    for code in (errno_codes.ENOSPC, errno_codes.EFBIG, errno_codes.EDQUOT):
+        if os.strerror(code).lower() in text.lower():
+            return os.strerror(code)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def read_training_checkpoint(path: Path) -> dict[str, Any]:
@@ -114,32 +139,62 @@ def restore(state: dict[str, Any], model: Any, optimizer: Any, config: TrainConf
     return int(state["extra"]["step"])
 
 
-def check_resumable(config: TrainConfig) -> None:
-    """Refuse to resume ``config.out`` with another model, before anything is written there.
+# settings that may change between invocations of one training run (they do not change what
+# is learnt, or only where it stops)
+RESUMABLE_CHANGES = frozenset({"stop_at", "log_every", "checkpoint_every", "max_failures",
+                               "loader_workers", "keep_checkpoints", "gpus_per_worker",
+                               "workers"})
 
-    When ``out`` holds checkpoints and a ``train_config.json`` (of either layout), its model
-    name and width must be ``config``'s (the other settings may change between invocations).
-    An unreadable ``train_config.json`` only warns: the checkpoint itself is checked again when
-    it is restored.
+
+def check_resumable(config: TrainConfig) -> None:
+    """Refuse to resume ``config.out`` with another config, before anything is written there.
+
+    When ``out`` holds checkpoints and a ``train_config.json`` (of either layout), every
+    setting but :data:`RESUMABLE_CHANGES` must be ``config``'s, and so must the resolved
+    BatchNorm mode. An unreadable ``train_config.json`` only warns: the checkpoint itself is
+    checked again when it is restored.
 
     Raises:
-        ValueError: another model, naming the folder and both models.
+        ValueError: another config, naming the folder and every difference.
     """
+    from pipeline.rundir import config_differences
+
     out = Path(config.out)
     saved = out / CONFIG_FILE
     if not saved.is_file() or not any(out.glob("*.pt")):
         return
     try:
-        old = read_train_config(saved).model
+        old = read_train_config(saved)
     except ValueError as exc:
         warnings.warn(f"cannot read {saved}: {exc}", stacklevel=2)
         return
-    new = config.model
-    if old.name != new.name or float(old.width) != float(new.width):
-        raise ValueError(
-            f"{out}: checkpoint holds model {old.name!r} width {old.width} ({CONFIG_FILE}), "
-            f"not model {new.name!r} width {new.width}; use another --out"
-        )
+
+    def compared(c: TrainConfig) -> dict[str, Any]:
+        data = {k: v for k, v in c.to_dict().items() if k not in RESUMABLE_CHANGES}
+        return {**data, "bn": c.bn_mode}
+
+    diffs = config_differences(compared(old), compared(config))
+    if diffs:
+        raise ValueError(f"{out} holds a training run with another config ({'; '.join(diffs)});"
+                         " use --restart to start over, or another --out")
+
+
+def remove_training_outputs(out: Path) -> list[Path]:
+    """``--restart``: remove what ``dsfd train`` wrote in ``out`` (its config, checkpoints,
+    metrics and Ray Train's storage folder) and nothing else; returns what went."""
+    removed: list[Path] = []
+    for path in [out / CONFIG_FILE, out / LAST, out / "metrics.jsonl",
+                 *out.glob("checkpoint-[0-9][0-9][0-9][0-9][0-9][0-9][0-9].pt")]:
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    storage = out / "ray" / "dsfd-train"
+    if storage.is_dir():
+        shutil.rmtree(storage)
+        removed.append(storage)
+        with contextlib.suppress(OSError):
+            (out / "ray").rmdir()  # only when nothing else is in it
+    return removed
 
 
 def trim_metrics(out: Path, step: int) -> None:

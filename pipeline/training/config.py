@@ -52,6 +52,14 @@ class TrainConfig:
         optimizer: ``"sgd"`` (the paper's: momentum, weight decay) or ``"adamw"`` (same lr
             schedule and weight decay; converges far faster from scratch, e.g. for the small
             synthetic-benchmark model, but is not the paper's setting).
+        bn: BatchNorm in training: ``"train"`` (statistics of each worker's own batch),
+            ``"sync"`` (of the global batch, across the workers), ``"frozen"`` (ImageNet
+            statistics and affine kept), or ``"auto"``: frozen when ``backbone_weights`` are
+            given, sync with several workers, else train (see :attr:`bn_mode`).
+        conf_normalizer: ``N_conf`` of eq. (2): ``"positives"`` (the official code) or
+            ``"positives+negatives"`` (the paper's text).
+        auxiliary_weight: weight of each auxiliary branch's loss (the release's head/body).
+        expand_prob: probability of the SSD branch's zoom-out (0, as the official code).
 
     Raises:
         ValueError: a setting out of range, naming it and the value.
@@ -78,6 +86,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     stop_at: int | None = None
     optimizer: str = "sgd"
+    bn: str = "auto"
+    conf_normalizer: str = "positives"
+    auxiliary_weight: float = 1.0
+    expand_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):
@@ -103,6 +115,23 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.log_every <= 0:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
+        if self.bn not in ("auto", "train", "sync", "frozen"):
+            raise ValueError(f"bn must be auto, train, sync or frozen, got {self.bn!r}")
+        if self.conf_normalizer not in ("positives", "positives+negatives"):
+            raise ValueError("conf_normalizer must be 'positives' or 'positives+negatives', "
+                             f"got {self.conf_normalizer!r}")
+        if not 0.0 <= self.expand_prob <= 1.0:
+            raise ValueError(f"expand_prob must be in [0, 1], got {self.expand_prob}")
+
+    @property
+    def bn_mode(self) -> str:
+        """:attr:`bn` resolved: ``auto`` is frozen with ImageNet backbone weights, sync with
+        several workers, else train."""
+        if self.bn != "auto":
+            return self.bn
+        if self.backbone_weights:
+            return "frozen"
+        return "sync" if self.workers > 1 else "train"
 
     @property
     def image_size(self) -> int:
@@ -121,11 +150,14 @@ class TrainConfig:
 
     def augment_config(self) -> AugmentConfig:
         """The augmentation of the training samples (policy and input size)."""
-        return AugmentConfig(image_size=self.image_size, policy=self.policy)  # type: ignore[arg-type]
+        return AugmentConfig(image_size=self.image_size, policy=self.policy,  # type: ignore[arg-type]
+                             expand_prob=self.expand_prob)
 
     def loss_config(self) -> LossConfig:
-        """The progressive anchor loss settings (``second_shot_weight``)."""
-        return LossConfig(second_shot_weight=self.second_shot_weight)
+        """The loss settings: ``second_shot_weight``, the normaliser, the auxiliary weight."""
+        return LossConfig(second_shot_weight=self.second_shot_weight,
+                          conf_normalizer=self.conf_normalizer,  # type: ignore[arg-type]
+                          auxiliary_weight=self.auxiliary_weight)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able ``dict``, the model config nested under ``"model"``."""

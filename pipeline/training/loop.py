@@ -48,15 +48,17 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
     """The randomly initialised model of ``config.model`` (the same weights on every worker:
-    seeded by ``config.seed``), with the backbone weights loaded when given."""
+    seeded by ``config.seed``), with the backbone weights loaded when given and its
+    BatchNorm layers set up for ``config.bn_mode``."""
     from dsfd.build import build_from_config
     from dsfd.checkpoint import load_backbone_weights
+    from pipeline.training.batchnorm import convert_batchnorm
 
     torch.manual_seed(config.seed)  # identical initial weights on every worker
     model = build_from_config(config.model)
     if config.backbone_weights:
         load_backbone_weights(model, config.backbone_weights)
-    return model
+    return convert_batchnorm(model, config.bn_mode)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -89,24 +91,15 @@ def make_loader(config: TrainConfig, input_format: str, start: int, rank: int) -
 
 def step_loss(model: Any, images: torch.Tensor, boxes: list[torch.Tensor],
               config: TrainConfig) -> Any:
-    """The progressive anchor loss of one batch (``images [B, 3, S, S]``, per-image boxes)."""
-    from dsfd.anchors import cached_anchors
-    from dsfd.loss import progressive_anchor_loss
+    """The loss of one batch (``images [B, 3, S, S]``, per-image boxes): both shots'
+    progressive anchor loss, plus the auxiliary branches' losses where the model has them
+    (the release's head and body)."""
+    from dsfd.loss import detection_loss
 
     core = getattr(model, "module", model)
     out = model(images)
-    hw = (images.shape[-2], images.shape[-1])
-    first_spec, second_spec = core.anchor_specs
-    anchors_first = (
-        cached_anchors(first_spec, hw, out.first.feature_hw, images.device)
-        if out.first is not None and first_spec is not None
-        else None
-    )
-    anchors_second = cached_anchors(second_spec, hw, out.second.feature_hw, images.device)
     targets = [b.to(images.device) for b in boxes]
-    return progressive_anchor_loss(
-        out.first, out.second, (anchors_first, anchors_second), targets, config.loss_config()
-    )
+    return detection_loss(core, out, images.shape[-2:], targets, config.loss_config())
 
 
 class Progress:

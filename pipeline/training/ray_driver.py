@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,14 @@ def _ray_checkpoint() -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        return read_training_checkpoint(Path(directory) / LAST)
+        path = Path(directory) / LAST
+        try:
+            return read_training_checkpoint(path)
+        except (ValueError, OSError, RuntimeError) as exc:  # torn: fall back to OUT's own
+            warnings.warn(f"skipping unreadable Ray Train checkpoint {path}: {exc}; resuming "
+                          "from the newest readable checkpoint of the output folder",
+                          stacklevel=2)
+            return None
 
 
 def train_loop_per_worker(config_dict: dict[str, Any]) -> None:

@@ -47,13 +47,57 @@ def _args(synth_dir: Path, out: Path, steps: int) -> list[str]:
 
 def test_cli_trains_and_rerun_resumes(synth_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "ckpt"
-    assert main(_args(synth_dir, out, 2)) == 0
+    assert main([*_args(synth_dir, out, 4), "--stop-at", "2"]) == 0
     assert "done: step 2" in capsys.readouterr().out
-    assert main(_args(synth_dir, out, 4)) == 0  # a longer schedule continues from step 2
+    assert main(_args(synth_dir, out, 4)) == 0  # the same run continues from step 2
     printed = capsys.readouterr().out
     assert "training from step 2 to 4" in printed and "done: step 4" in printed
     config = json.loads((out / "train_config.json").read_text())
     assert config["steps"] == 4 and config["out"] == str(out.resolve())
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    (["--steps", "6"], "steps: 4 -> 6"), (["--lr", "0.01"], "lr: 0.001 -> 0.01"),
+    (["--batch-size", "4"], "batch_size: 2 -> 4"), (["--policy", "ssd"], "policy: 'iam' -> 'ssd'"),
+    (["--optimizer", "adamw"], "optimizer: 'sgd' -> 'adamw'"),
+    (["--image-size", "96"], "model.input_size: 64 -> 96"),
+])
+def test_a_changed_config_is_refused_naming_it_and_restart_starts_over(
+        synth_dir: Path, tmp_path: Path, capsys, extra: list[str], named: str) -> None:
+    out = tmp_path / "ckpt"
+    assert main([*_args(synth_dir, out, 4), "--stop-at", "2"]) == 0
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    args = _args(synth_dir, out, 4)
+    for k in range(0, len(extra), 2):  # replace the option's value, or add it
+        if extra[k] in args:
+            args[args.index(extra[k]) + 1] = extra[k + 1]
+        else:
+            args += extra[k:k + 2]
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and named in err and "--restart" in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert main([*args, "--restart"]) == 0
+    assert "training from step 0" in capsys.readouterr().out
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_dataset_without_faces_is_refused(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    root = tmp_path / "wider"
+    (root / "WIDER_train" / "images" / "0--Parade").mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(root / "WIDER_train" / "images" / "0--Parade" / "a.jpg")
+    (root / "wider_face_split").mkdir()
+    (root / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text(
+        "0--Parade/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n")
+    rc = main(["train", "--dataset", f"wider:{root}:train", "--out", str(tmp_path / "o"),
+               "--workers", "0", "--steps", "2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and "no face boxes to learn from" in err, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
