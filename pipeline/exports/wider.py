@@ -13,6 +13,11 @@ event folder named by its folders joined with ``__`` (``x__y/z.txt``). Every id 
 before anything is written: an id that cannot be a file name, or two ids that map to the same
 file, stop the export with nothing written.
 
+Box convention: a run of the official network (``release-r152``) is written as the official
+``widerface_val.py`` writes it, ``w = x2 - x1 + 1`` (the release learnt inclusive corners);
+models trained here learnt exclusive corners and are written with ``w = x2 - x1``
+(:func:`box_convention`). The receipt records which (``box_convention``).
+
 The folder appears whole and replaces only an earlier WIDER export, as
 :mod:`pipeline.exports.file_tree` describes (the receipt ``.NAME.dsfd-export.json`` lies next
 to ``OUT`` because the top level of ``OUT`` must hold only event folders, for the Python port).
@@ -69,12 +74,28 @@ def plan_wider_files(image_ids: Iterable[str]) -> dict[str, str]:
     return plan_files(image_ids, wider_txt_path)
 
 
+INCLUSIVE_MODELS = frozenset({"release-r152"})
+"""Models whose boxes end at the last pixel (the official release's training convention)."""
+
+
+def box_convention(record: dict[str, object]) -> str:
+    """``"inclusive"`` for a run of a model in :data:`INCLUSIVE_MODELS`, else ``"exclusive"``,
+    from the run's ``run.json`` (its model name)."""
+    model = record.get("model")
+    name = model.get("name") if isinstance(model, dict) else None
+    config = record.get("config")
+    if name is None and isinstance(config, dict) and isinstance(config.get("model"), dict):
+        name = config["model"].get("name")
+    return "inclusive" if name in INCLUSIVE_MODELS else "exclusive"
+
+
 def export_wider_txt(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
     clip: bool = False,
     min_score: float = 0.0,
+    convention: str | None = None,
 ) -> ExportSummary:
     """Write ``OUT/EVENT/NAME.txt`` for every image of the run (see the module docstring).
 
@@ -85,6 +106,8 @@ def export_wider_txt(
             without area, for pseudo-labels; False (a benchmark submission) keeps the boxes
             as detected.
         min_score: keep detections whose float32 score is at least this (0..1).
+        convention: ``"inclusive"`` or ``"exclusive"`` box corners (see the module
+            docstring); None takes the run's (:func:`box_convention`).
 
     Returns:
         The counts; ``num_errors`` is 0 since unreadable images get an (empty) file.
@@ -100,38 +123,43 @@ def export_wider_txt(
     threshold = check_min_score(min_score)
     out = Path(os.path.abspath(out_dir))
     earlier = earlier_export(out, RECEIPT_HEADER, "WIDER")
+    convention = convention or box_convention(dict(run.record or {}))
+    if convention not in ("inclusive", "exclusive"):
+        raise ValueError(f"convention must be 'inclusive' or 'exclusive', got {convention!r}")
     images = run.images()
     plan = plan_wider_files(images.column("image_id").to_pylist())
-    tree = FileTree(out, RECEIPT_HEADER)
+    tree = FileTree(out, {**RECEIPT_HEADER, "box_convention": convention})
     try:
         summary = _write_all(tree, plan, iter_image_boxes(run, images, min_score=threshold,
-                                                          clip=bool(clip)))
+                                                          clip=bool(clip)),
+                             convention == "inclusive")
         tree.publish(earlier)
     finally:
         tree.discard()
     return summary
 
 
-def _write_all(tree: FileTree, plan: dict[str, str], items: Iterator[ImageBoxes]
-               ) -> ExportSummary:
+def _write_all(tree: FileTree, plan: dict[str, str], items: Iterator[ImageBoxes],
+               inclusive: bool) -> ExportSummary:
     """Write the file of every readable image from ``items``, then an empty file for every
     planned image left (unreadable ones)."""
     num_detections = num_empty = 0
     for item in items:
         if item.repeat:
             continue
-        _write_file(tree, plan, item.image_id, item.boxes_xyxy, item.scores)
+        _write_file(tree, plan, item.image_id, item.boxes_xyxy, item.scores, inclusive)
         num_detections += len(item.scores)
         num_empty += not len(item.scores)
     for image_id, rel in plan.items():
         if not tree.has(rel):
-            _write_file(tree, plan, image_id, np.zeros((0, 4)), np.zeros(0))
+            _write_file(tree, plan, image_id, np.zeros((0, 4)), np.zeros(0), inclusive)
             num_empty += 1
     return ExportSummary(num_images=len(plan), num_detections=num_detections,
                          num_empty=num_empty, num_errors=0, num_files=len(plan))
 
 
 def _write_file(tree: FileTree, plan: dict[str, str], image_id: str, boxes_xyxy: np.ndarray,
-                scores: np.ndarray) -> None:
+                scores: np.ndarray, inclusive: bool) -> None:
     name = wider_txt_key(image_id)[1]
-    tree.write(plan[image_id], format_wider_detections(name, boxes_xyxy, scores).encode("utf-8"))
+    text = format_wider_detections(name, boxes_xyxy, scores, inclusive=inclusive)
+    tree.write(plan[image_id], text.encode("utf-8"))

@@ -492,8 +492,11 @@ def read_run_predictions(
 ) -> WiderPredictions:
     """Read a run directory's detections as ``flavour`` would read its exported txt files.
 
-    An image is *missing* when it is neither in the ``images`` table nor has a detection row
-    (an export writes no file for it): matlab treats it as no detections, pyport crashes.
+    Boxes become ``x = x1, w = x2 - x1`` (float64, no rounding); for a run of the official
+    network (inclusive corners, see ``pipeline.exports.wider.box_convention``) ``w = x2 - x1
+    + 1``, as its submission writes them. An image is *missing* when it is neither in the
+    ``images`` table nor has a detection row (an export writes no file for it): matlab treats
+    it as no detections, pyport crashes.
     Degenerate boxes on ground-truth images give one warning for the whole run.
 
     Raises:
@@ -502,11 +505,16 @@ def read_run_predictions(
             row (as the exporter refuses it), naming the image and the table row; a damaged or
             mixed run directory (``pipeline.rundir.RunDirError``, naming the parts).
     """
+    from pipeline.exports.wider import box_convention
+
     fl = flavours.flavour(flavour)
     run_dir = Path(run_dir)
     image_ids, values, known = _read_run_table(run_dir)
+    boxes = values[:, :4].astype(np.float64)
+    if box_convention(dict(RunDir.open(run_dir).record or {})) == "inclusive":
+        boxes[:, 2:] += 1.0  # the release's x2/y2 are the last pixel: as its export writes w
     out = WiderPredictions(flavour=fl.name, source=str(run_dir))
-    for image_id, det in group_detection_columns(image_ids, values[:, :4], values[:, 4]):
+    for image_id, det in group_detection_columns(image_ids, boxes, values[:, 4]):
         if image_id in gt:
             out.images[image_id] = in_processing_order(det, fl)
         elif fl.reads_every_file:

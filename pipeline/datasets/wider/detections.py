@@ -5,19 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def format_wider_detections(name: str, boxes_xyxy: np.ndarray, scores: np.ndarray) -> str:
+def format_wider_detections(name: str, boxes_xyxy: np.ndarray, scores: np.ndarray, *,
+                            inclusive: bool = False) -> str:
     """One official detection file: ``NAME``, the count, then ``x y w h score`` lines.
 
-    Rounding, as the DSFD release's ``write_to_txt`` does it, adapted to exclusive corners:
-    ``x = floor(x1)``, ``y = floor(y1)``, ``w = ceil(x2 - x1)``, ``h = ceil(y2 - y1)`` and the
-    score with 3 decimals. The release writes ``ceil(x2 - x1 + 1)`` because its x2 is the last
-    pixel (inclusive); ours is one past it, so the ``+ 1`` is not added and a box keeps its
-    width (up to the ceiling). Arithmetic is float64 on the float32 values.
+    Rounding as the DSFD release's ``write_to_txt``: ``x = floor(x1)``, ``y = floor(y1)``,
+    the score with 3 decimals, and ``w = ceil(x2 - x1)``, ``h = ceil(y2 - y1)`` for exclusive
+    corners (models trained here, with ``x2 = x + w``), or ``w = ceil(x2 - x1 + 1)``,
+    ``h = ceil(y2 - y1 + 1)`` with ``inclusive`` (the official convention: the release learnt
+    ``x2 = x + w - 1``, the last pixel, so its submission adds the pixel back). Arithmetic is
+    float64 on the float32 values.
 
     Args:
         name: the image name (line 1), without event or extension.
-        boxes_xyxy: (n, 4) float ``x1 y1 x2 y2`` pixels, x2/y2 exclusive.
+        boxes_xyxy: (n, 4) float ``x1 y1 x2 y2`` pixels.
         scores: (n,) float.
+        inclusive: the boxes' x2/y2 are the last pixel (add 1 to the width and height).
     """
     xyxy = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -26,7 +29,7 @@ def format_wider_detections(name: str, boxes_xyxy: np.ndarray, scores: np.ndarra
     if not (np.all(np.isfinite(xyxy)) and np.all(np.isfinite(sc))):
         raise ValueError(f"{name}: boxes and scores must be finite")
     xy = np.floor(xyxy[:, :2]).astype(np.int64)
-    wh = np.ceil(xyxy[:, 2:] - xyxy[:, :2]).astype(np.int64)
+    wh = np.ceil(xyxy[:, 2:] - xyxy[:, :2] + (1.0 if inclusive else 0.0)).astype(np.int64)
     lines = [name, str(len(sc))]
     lines.extend(
         f"{x} {y} {w} {h} {s:.3f}"
