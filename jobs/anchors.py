@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         records = face_records(args.dataset, default_split=args.split)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from exc
+    if not any(len(r.boxes_xyxy) for r in records):
+        raise CommandError(f"{args.dataset}: {len(records)} images but no face boxes; "
+                           "matched-anchor statistics need faces")
     table = collect_anchor_table(records, job)
     assumed = any(r.path is None for r in records)  # a boxes-only source (wider-gt)
     summary = _write_outputs(table, args.out, job, args.dataset, assumed)

@@ -93,3 +93,21 @@ def test_cli_on_real_wider_val_boxes(tmp_path: Path, data_dir: Path, capsys) -> 
 def test_cli_rejects_unknown_dataset_kind(tmp_path: Path, capsys) -> None:
     rc = main(["anchors", "--dataset", f"coco:{tmp_path}", "--out", str(tmp_path / "o")])
     assert rc == 1 and "unknown dataset kind 'coco'" in capsys.readouterr().err
+
+
+def test_a_dataset_without_faces_is_refused_in_one_line(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from jobs.cli import main
+
+    root = tmp_path / "wider"
+    (root / "WIDER_train" / "images" / "0--Parade").mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(root / "WIDER_train" / "images" / "0--Parade" / "a.jpg")
+    (root / "wider_face_split").mkdir()
+    (root / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text(
+        "0--Parade/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n")
+    assert main(["anchors", "--dataset", f"wider:{root}:train", "--out",
+                 str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no face boxes" in err, err
+    assert not (tmp_path / "out").exists()
