@@ -20,6 +20,7 @@ from jobs.common import (
     non_negative_float,
     positive_float,
     positive_int,
+    score,
     stdout_to_stderr,
 )
 
@@ -56,7 +57,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                         help="images per forward pass, single-scale (default 1)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                        help="only the first N images of the dataset (in manifest order)")
+                        help="only the first N images of the dataset (in manifest order); "
+                             "rerunning with a larger N or none extends the run")
+    parser.add_argument("--keep-score", type=score, default=None, metavar="S",
+                        help="store only boxes scoring at least S (default: every box above "
+                             "0.01, as the official evaluation needs)")
     parser.add_argument("--wait-timeout", type=non_negative_float, default=600.0, metavar="S",
                         help="stop when no detector actor could run for S seconds while work "
                              "waits (resources busy, nodes lost; default 600; 0 waits on)")
@@ -108,7 +113,8 @@ def run_job(args: argparse.Namespace, dataset_spec: str, command: str) -> Any:
     source = limit_dataset(open_dataset(dataset_spec), getattr(args, "limit", None))
     config = RunConfig(model=args.model, multiscale=args.multiscale, max_size=args.max_size,
                        shard_size=args.shard_size,
-                       max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+                       max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+                       keep_score=args.keep_score)
     cluster = ClusterConfig(num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
                             num_cpus_per_worker=args.cpus_per_worker,
                             batch_size=args.batch_size,

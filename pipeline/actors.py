@@ -45,6 +45,7 @@ class WorkerSettings:
         decode_threads: threads that decode and prepare images ahead of the forward.
         batch_size: images per forward pass in single-scale mode.
         use_gpu: run on the GPU Ray assigned to the worker (CUDA must be available).
+        keep_score: store only boxes scoring at least this (None: all the detector keeps).
     """
 
     model: str
@@ -55,6 +56,7 @@ class WorkerSettings:
     decode_threads: int = 2
     batch_size: int = 1
     use_gpu: bool = False
+    keep_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -194,8 +196,11 @@ class ShardWorker:
             batch[0].seconds += time.perf_counter() - start
             return
         share = (time.perf_counter() - start) / len(batch)
+        keep = self.settings.keep_score
         for item, boxes in zip(batch, results, strict=True):
             item.boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
+            if keep is not None:
+                item.boxes = item.boxes[item.boxes[:, 4] >= np.float32(keep)]
             item.seconds += share
             item.tensor = item.pixels = None
 

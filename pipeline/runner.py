@@ -56,6 +56,9 @@ class RunConfig:
         max_size: longer-side limit in pixels (images above it are downscaled), or None.
         shard_size: images per shard (``K``).
         max_pixels: decompression-bomb limit in pixels.
+        keep_score: store only boxes scoring at least this (a labelling run's storage
+            threshold); None stores every box the detector keeps (score > 0.01, as the
+            official evaluation needs).
     """
 
     model: str
@@ -63,6 +66,7 @@ class RunConfig:
     max_size: int | None = None
     shard_size: int = 64
     max_pixels: int = DEFAULT_MAX_PIXELS
+    keep_score: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
@@ -71,6 +75,8 @@ class RunConfig:
             raise ValueError(f"max_size must be >= 1 or None, got {self.max_size!r}")
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels!r}")
+        if self.keep_score is not None and not 0.0 <= self.keep_score <= 1.0:
+            raise ValueError(f"keep_score must be in [0, 1] or None, got {self.keep_score!r}")
 
 
 @dataclass(frozen=True)
@@ -437,6 +443,7 @@ def _run_config(config: RunConfig, model: dict[str, Any],
     """The result-deciding config recorded in run.json and compared on resume."""
     return {"multiscale": config.multiscale, "max_size": config.max_size,
             "max_pixels": config.max_pixels, "shard_size": config.shard_size, "dataset": dataset,
+            "keep_score": config.keep_score,
             "model": {"name": model["name"], "checksum": model["checksum"]},
             "postprocess": model["postprocess"]}
 
@@ -454,7 +461,7 @@ def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
         model=config.model, multiscale=config.multiscale, max_size=config.max_size,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
         decode_threads=cluster.decode_threads, batch_size=cluster.batch_size,
-        use_gpu=resources.num_gpus > 0)
+        use_gpu=resources.num_gpus > 0, keep_score=config.keep_score)
     return _WorkerPool(settings, writer, resources, cluster, checksum)
 
 
@@ -512,8 +519,9 @@ def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
     record: dict[str, Any] = {
         "config": run_config, "dataset_spec": dataset_spec, "dataset_name": source.name,
         "model": {k: v for k, v in model.items() if k != "postprocess"} | {"spec": config.model},
-        "versions": package_versions(), "plan": {"shard_size": config.shard_size,
-                                                 "complete": False},
+        "versions": package_versions(),
+        "plan": {"shard_size": config.shard_size, "complete": False,
+                 "limit": getattr(source, "limit", None)},
         "timing": old.get("timing", {}), "history": list(old.get("history", []))}
     writer = run.begin(record)
     left = state.num_shards - state.done.num_shards
@@ -608,5 +616,5 @@ def _stream(source: DatasetSource, run: RunDir, config: RunConfig, pool: _Worker
         shards_per_node=dict(Counter(r.node for r in done)))
     plan = {"shard_size": config.shard_size, "num_shards": digest.num_shards,
             "num_images": digest.num_images, "manifest_digest": digest.hexdigest(),
-            "complete": True}
+            "complete": True, "limit": getattr(source, "limit", None)}
     return summary, plan

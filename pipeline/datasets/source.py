@@ -45,8 +45,10 @@ class LimitedSource:
         return itertools.islice(self.source.iter_manifest(), self.limit)
 
     def describe(self) -> dict[str, Any]:
-        """The wrapped description plus ``limit`` (so a resume sees a changed subset)."""
-        return {**self.source.describe(), "limit": self.limit}
+        """The wrapped source's description: a subset is the same dataset (its first images);
+        the run records the limit in its plan, so a trial run can be extended to the whole
+        dataset without redoing its images (the shards' digests prove the prefix)."""
+        return self.source.describe()
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.source, attr)

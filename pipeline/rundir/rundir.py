@@ -438,6 +438,10 @@ class RunDir:
                 raise RunMismatchError(f"{info.path}: written with another config than "
                                        f"{RUN_JSON} records; use --restart")
             if info.meta.get("digest") != shard.digest:
+                if info.meta.get("num_images", 0) < len(shard.entries):
+                    # the short last shard of a shorter manifest (a --limit trial run now
+                    # extended, or a dataset grown at its end): redone whole
+                    return f"shard {shard.index} was the short last shard of a shorter run"
                 raise RunMismatchError(
                     f"{info.path}: the dataset changed: shard {shard.index} (first image "
                     f"{shard.entries[0].image_id!r}) holds other images than the manifest now "

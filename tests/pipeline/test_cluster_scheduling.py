@@ -149,3 +149,43 @@ def test_retry_errors_reruns_only_the_shards_with_error_rows(
     assert (fixed.num_errors, fixed.shards_run, fixed.shards_skipped) == (0, 1, 1)
     assert (tmp_path / "run" / "images" / "part-00000.parquet").stat().st_mtime_ns == kept
     assert set(RunDir.open(tmp_path / "run").images()["status"].to_pylist()) == {"ok"}
+
+
+def test_a_limit_trial_run_extends_to_the_full_dataset_without_redoing_its_images(
+        ray_ctx: None, tmp_path: Path, small_checkpoint: Path,  # noqa: F811
+        synthetic_root: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    from pipeline.datasets import limit_dataset
+
+    run_dir = tmp_path / "run"
+    config = RunConfig(model=str(small_checkpoint), shard_size=4, max_size=MAX_SIZE)
+    cluster = ClusterConfig(num_workers=1, num_cpus_per_worker=1)
+    trial = run_inference(limit_dataset(_source(synthetic_root), 6), run_dir, config, cluster,
+                          progress=False)
+    assert (trial.num_images, trial.shards_run) == (6, 2)  # shards 0 (4) and 1 (2, short)
+    kept = (run_dir / "images" / "part-00000.parquet").stat().st_mtime_ns
+    full = run_inference(_source(synthetic_root), run_dir, config, cluster, progress=False)
+    assert (full.num_images, full.shards_skipped, full.shards_run) == (12, 1, 2)
+    assert (run_dir / "images" / "part-00000.parquet").stat().st_mtime_ns == kept
+    assert "short last shard of a shorter run" in capsys.readouterr().err
+    run = RunDir.open(run_dir)
+    assert run.images().num_rows == 12 and run.record["plan"]["limit"] is None
+
+
+def test_keep_score_stores_only_boxes_above_it_and_is_recorded(
+        ray_ctx: None, tmp_path: Path, small_checkpoint: Path,  # noqa: F811
+        synthetic_root: Path) -> None:  # noqa: F811
+    from pipeline.datasets import limit_dataset
+
+    source = limit_dataset(_source(synthetic_root), 2)
+    cluster = ClusterConfig(num_workers=1, num_cpus_per_worker=1)
+    every = run_inference(source, tmp_path / "all", RunConfig(
+        model=str(small_checkpoint), shard_size=2, max_size=MAX_SIZE), cluster, progress=False)
+    some = run_inference(source, tmp_path / "kept", RunConfig(
+        model=str(small_checkpoint), shard_size=2, max_size=MAX_SIZE, keep_score=0.5),
+        cluster, progress=False)
+    all_dets = RunDir.open(tmp_path / "all").detections()
+    kept = RunDir.open(tmp_path / "kept")
+    assert kept.record["config"]["keep_score"] == 0.5
+    assert some.num_detections == sum(s >= 0.5 for s in all_dets["score"].to_pylist())
+    assert some.num_detections < every.num_detections
+    assert kept.detections().equals(RunDir.open(tmp_path / "all").detections(min_score=0.5))
