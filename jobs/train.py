@@ -141,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise CommandError(str(exc).strip().splitlines()[0]) from exc
     except Exception as exc:  # noqa: BLE001 - Ray Train wraps a worker's error: its last line
-        raise CommandError(f"training failed: {_root_cause(exc)}") from exc
+        from pipeline.errors import root_cause
+
+        raise CommandError(f"training failed: {root_cause(exc)}") from exc
     print(
         f"done: step {final.get('step')} loss {final.get('loss', float('nan')):.4f}; "
         f"checkpoint {config.out}/last.pt"
@@ -229,15 +231,6 @@ def _check_workers_fit(config: Any) -> None:
         raise CommandError(f"--workers {config.workers} x --gpus-per-worker "
                            f"{config.gpus_per_worker:g} needs more GPUs than the cluster's "
                            f"{gpus:g}")
-
-
-def _root_cause(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in reversed(lines):
-        head = line.split(":", 1)[0]
-        if head.endswith(("Error", "Exception")) and " " not in head:
-            return line
-    return lines[-1] if lines else type(exc).__name__
 
 
 def _init_ray(address: str | None) -> None:

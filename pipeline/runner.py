@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from pipeline.actors import ShardResult, ShardWorker, WorkerSettings, describe_model
 from pipeline.datasets.manifest import ManifestEntry
+from pipeline.errors import root_cause
 from pipeline.images import DEFAULT_MAX_PIXELS
 from pipeline.progress import Progress
 from pipeline.rundir import OutputWriteError, RunDir, ShardWriter
@@ -294,12 +295,12 @@ class _WorkerPool:
             info = dict(self._ray.get(ref))
         except errors.RayActorError as exc:
             if getattr(exc, "actor_init_failed", False):
-                raise RuntimeError(f"detector workers could not start: {_root_cause(exc)}") \
+                raise RuntimeError(f"detector workers could not start: {root_cause(exc)}") \
                     from exc
             self._replace(index)
             return
         except errors.RayError as exc:
-            raise RuntimeError(f"detector workers could not start: {_root_cause(exc)}") from exc
+            raise RuntimeError(f"detector workers could not start: {root_cause(exc)}") from exc
         if info.get("checksum") != self._checksum:
             raise RuntimeError(f"a worker loaded other weights (checksum {info.get('checksum')})"
                                f" than the driver ({self._checksum}); a checkpoint path must "
@@ -378,7 +379,7 @@ class _WorkerPool:
         if tries >= self._cluster.max_shard_attempts:
             raise RuntimeError(f"shard {shard.index} (first image "
                                f"{shard.entries[0].image_id!r}) failed {tries} times: "
-                               f"{_root_cause(exc)}")
+                               f"{root_cause(exc)}")
         self.shards_requeued += 1
         self._queue.appendleft((shard, tries))
 
@@ -424,18 +425,8 @@ class _WorkerPool:
 
 def _oom_message(shard: Shard, exc: BaseException) -> str:
     return (f"shard {shard.index} (first image {shard.entries[0].image_id!r}) ran out of "
-            f"memory: {_root_cause(exc)}; lower --batch-size or --max-size, or use fewer, "
+            f"memory: {root_cause(exc)}; lower --batch-size or --max-size, or use fewer, "
             "larger workers")
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The last ``SomeError: message`` line of a Ray error (the worker's own exception)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in reversed(lines):
-        head = line.split(":", 1)[0]
-        if head.endswith(("Error", "Exception")) and " " not in head:
-            return line
-    return lines[0] if lines else type(exc).__name__
 
 
 def _run_config(config: RunConfig, model: dict[str, Any],

@@ -81,3 +81,30 @@ def assert_same_detections(got: dict[str, np.ndarray], want: dict[str, np.ndarra
         b = boxes[np.lexsort(boxes.T[::-1])]
         assert a.shape == b.shape, f"{image_id}: {a.shape} boxes vs {b.shape} in-process"
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3, err_msg=image_id)
+
+
+FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
+                      "health_check_initial_delay_ms": 0}
+
+
+def local_cluster(cpus_per_node: int, num_nodes: int = 2):  # type: ignore[no-untyped-def]
+    """A Ray test cluster on this machine (a head without CPUs plus ``num_nodes`` nodes of
+    ``cpus_per_node`` CPUs, fast node-death detection), joined by this process; a generator
+    for fixtures: yields ``(cluster, nodes)`` and tears both down."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": False, "object_store_memory": 150 * 1024**2,
+        "_system_config": FAST_HEALTH_CHECKS})
+    nodes = [cluster.add_node(num_cpus=cpus_per_node, object_store_memory=150 * 1024**2)
+             for _ in range(num_nodes)]
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        yield cluster, nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -14,11 +14,13 @@ from PIL import Image
 from pipeline.rundir import RunDir
 from pipeline.runner import ClusterConfig, RunConfig, run_inference
 from tests.pipeline.odd_images import gradient_rgb
-from tests.pipeline.runner_support import small_checkpoint, synthetic_root  # noqa: F401
+from tests.pipeline.runner_support import (  # noqa: F401
+    local_cluster,
+    small_checkpoint,
+    synthetic_root,
+)
 
 MAX_SIZE = 128
-FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
-                      "health_check_initial_delay_ms": 0}
 
 
 def _source(root: Path) -> Any:
@@ -35,22 +37,7 @@ def _parts(run_dir: Path) -> int:
 @pytest.fixture
 def two_one_cpu_nodes() -> Any:
     """A head without CPUs plus two 1-CPU nodes: a lost node's actor has nowhere to go."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "object_store_memory": 150 * 1024**2,
-        "_system_config": FAST_HEALTH_CHECKS})
-    nodes = [cluster.add_node(num_cpus=1, object_store_memory=150 * 1024**2) for _ in range(2)]
-    try:
-        ray.init(address=cluster.address, log_to_driver=False)
-        cluster.wait_for_nodes()
-        yield cluster, nodes
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    yield from local_cluster(cpus_per_node=1)
 
 
 @pytest.mark.slow

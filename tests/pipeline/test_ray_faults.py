@@ -21,6 +21,7 @@ from pipeline.rundir import RunDir
 from pipeline.runner import ClusterConfig, RunConfig, run_inference
 from tests.pipeline.runner_support import (  # noqa: F401  (fixtures)
     assert_same_detections,
+    local_cluster,
     reference_detections,
     run_detections,
     small_checkpoint,
@@ -29,8 +30,6 @@ from tests.pipeline.runner_support import (  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_SIZE = 256  # small inputs keep the random-weight post-processing cheap
-FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
-                      "health_check_failure_threshold": 3}
 
 
 def _paths(root: Path) -> dict[str, str]:
@@ -88,22 +87,7 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(
 @pytest.fixture
 def two_node_cluster() -> Iterator[tuple[Any, list[Any]]]:
     """A head without CPUs plus two 2-CPU nodes on this machine, fast node-death detection."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "object_store_memory": 150 * 1024**2,
-        "_system_config": FAST_HEALTH_CHECKS})
-    nodes = [cluster.add_node(num_cpus=2, object_store_memory=150 * 1024**2) for _ in range(2)]
-    try:
-        ray.init(address=cluster.address, log_to_driver=False)
-        cluster.wait_for_nodes()
-        yield cluster, nodes
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    yield from local_cluster(cpus_per_node=2)
 
 
 @pytest.mark.slow
