@@ -436,7 +436,7 @@ def _run_config(config: RunConfig, model: dict[str, Any],
             "max_pixels": config.max_pixels, "shard_size": config.shard_size, "dataset": dataset,
             "keep_score": config.keep_score,
             "model": {"name": model["name"], "checksum": model["checksum"]},
-            "postprocess": model["postprocess"]}
+            "postprocess": model.get("postprocess")}
 
 
 def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
