@@ -28,7 +28,13 @@ leaders and groups in two steps, both on the boxes' device:
    vector operation; after :data:`MAX_FIXED_POINT_STEPS` steps the rest is finished by the
    plain sequential loop on the CPU, so the worst case stays bounded.
 
-Both paths give exactly the leaders and groups of the one-box-at-a-time reference loops
+**Default on the CPU** (``"auto"``): ``"loop"``, the release's greedy loop in numpy (one IoU
+row per leader against the remaining boxes only), runs while its estimated cost stays under a
+share of the ``"sweep"``'s (candidate pairs from a sort along ``x`` or ``y``, see
+:func:`_sweep_plan`, then step 2); the sweep finishes the boxes the loop left. Few leaders:
+the loop wins; many: the sweep. Costs from ``benchmarks/bench_postprocess.py``.
+
+All paths give exactly the leaders and groups of the one-box-at-a-time reference loops
 (``tests/dsfd/test_nms.py``).
 """
 
@@ -37,6 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,8 +56,15 @@ IouFn = Callable[[Tensor, Tensor], Tensor]
 SPARSE_MAX_PAIRS = 1 << 25  # candidate pairs above which "auto" takes the dense path
 PAIR_CHUNK = 1 << 20  # candidate pairs materialised at once by the sparse path
 MAX_FIXED_POINT_STEPS = 48  # vector steps of the greedy pass before the sequential finish
+# cost model of "auto" (microseconds, 1 CPU thread, measured with bench_postprocess.py): the
+# loop pays per leader and per remaining box, the sweep per candidate pair
+LOOP_US_PER_LEADER = 20.0
+LOOP_US_PER_BOX = 0.01
+SWEEP_US = 1000.0
+SWEEP_US_PER_PAIR = 0.035
+LOOP_BUDGET_SHARE = 0.25  # the loop may spend this share of the sweep's estimate, no more
 _GRID_LIMIT = 1 << 30  # grid cell indices must fit the combined 62-bit key
-METHODS = ("auto", "sparse", "dense")
+METHODS = ("auto", "loop", "sweep", "sparse", "dense")
 
 
 def _overlaps(iou: Tensor, thresh: float, inclusive: bool) -> Tensor:
@@ -173,6 +187,146 @@ def _sparse_edges(boxes: Tensor, thresh: float, inclusive: bool, plus_one: bool,
     return (torch.cat(src), torch.cat(dst)) if src else (empty, empty)
 
 
+class _SweepPlan(NamedTuple):
+    num_pairs: int  # candidate pairs to test
+    axis: int  # 0: sweep along x, 1: along y
+    order: Tensor  # [V] boxes with an area, sorted by their start on ``axis``
+    lo: Tensor  # [V] first candidate (position in ``order``) of each box
+    hi: Tensor  # [V] end of its candidates
+    reach: Tensor  # [N, 2] window per box and axis
+
+
+def _sweep_plan(boxes: Tensor, thresh: float, plus_one: bool) -> _SweepPlan:
+    """Candidate pairs of the sweep: with ``x1_a <= x1_b``, ``IoU(a, b) <= inter_w / w_a <=
+    (x2_a - x1_b) / w_a`` (``+1`` on both sides for ``plus_one``), so an overlap needs
+    ``x1_b <= x1_a + (1 - t) * w_a`` (``y`` likewise). After a stable sort by ``x1`` each box
+    is a candidate only of the boxes before it within that window; of the two axes, the one
+    with fewer candidate pairs is used. Boxes without area overlap nothing."""
+    offset = 1.0 if plus_one else 0.0
+    coords = boxes.double()
+    sides = coords[:, 2:] - coords[:, :2] + offset  # [N, 2] w, h
+    valid = torch.nonzero((sides > 0).all(dim=1)).squeeze(1)  # [V]
+    # the bound holds for exact IoUs; computed ones may be off by float rounding
+    slack = 1e-5 * float(coords.abs().max()) if boxes.shape[0] else 0.0
+    reach = (1.0 - thresh + 1e-4) * sides + slack  # [N, 2]
+    best: _SweepPlan | None = None
+    for axis in (0, 1):
+        start, order = torch.sort(coords[valid, axis], stable=True)  # [V]
+        order = valid[order]
+        lo = torch.arange(1, order.shape[0] + 1, device=boxes.device)  # [V] after itself
+        hi = torch.maximum(torch.searchsorted(start, start + reach[order, axis],
+                                              side="right"), lo)  # [V]
+        plan = _SweepPlan(int((hi - lo).sum()), axis, order, lo, hi, reach)
+        if best is None or plan.num_pairs < best.num_pairs:
+            best = plan
+    assert best is not None
+    return best
+
+
+def _sweep_edges(boxes: Tensor, thresh: float, inclusive: bool, plus_one: bool,
+                 max_pairs: int) -> tuple[Tensor, Tensor] | None:
+    """Overlapping pairs ``(src [E], dst [E])``, ``src < dst``, from the candidate pairs of
+    :func:`_sweep_plan`; None above ``max_pairs`` candidate pairs."""
+    num_pairs, axis, order, lo, hi, reach = _sweep_plan(boxes, thresh, plus_one)
+    if num_pairs > max_pairs:
+        return None
+    other = boxes[:, 1 - axis].double()  # [N] start on the other axis: the same bound holds
+    src: list[Tensor] = []
+    dst: list[Tensor] = []
+    ends = torch.cumsum(hi - lo, 0).cpu().numpy()
+    cuts = np.searchsorted(ends, np.arange(PAIR_CHUNK, int(ends[-1]) if len(ends) else 0,
+                                           PAIR_CHUNK)).tolist()
+    for s, e in zip([0, *cuts], [*cuts, len(ends)], strict=True):
+        q, p = _expand(lo[s:e], hi[s:e])
+        a, b = order[s:e][q], order[p]
+        near = (other[a] - other[b]).abs() <= torch.maximum(reach[a, 1 - axis],
+                                                            reach[b, 1 - axis])
+        a, b = a[near], b[near]
+        i, j = torch.minimum(a, b), torch.maximum(a, b)
+        over = _overlaps(pair_iou(boxes[i], boxes[j], plus_one=plus_one), thresh, inclusive)
+        src.append(i[over])
+        dst.append(j[over])
+    empty = torch.empty(0, dtype=torch.int64, device=boxes.device)
+    return (torch.cat(src), torch.cat(dst)) if src else (empty, empty)
+
+
+def _loop_clusters(boxes: Tensor, thresh: float, inclusive: bool, plus_one: bool,
+                   max_leaders: int | None = None,
+                   max_cost_us: float = math.inf) -> tuple[Tensor, Tensor, Tensor]:
+    """The plain greedy loop (the release's), in numpy on the CPU: take the first remaining
+    box, compute one IoU row against the remaining ones only (the operations of
+    :func:`dsfd.boxes.box_iou` / :func:`dsfd.boxes.box_iou_plus_one`, hence the same bits),
+    drop its overlaps, repeat. Stops after ``max_leaders`` leaders, or once its estimated
+    cost (:data:`LOOP_US_PER_LEADER`, :data:`LOOP_US_PER_BOX`) passes ``max_cost_us``.
+
+    Returns:
+        ``(leaders [L], group [N], rest [R])``: ``group`` is -1 for the boxes not reached,
+        ``rest`` the positions, ascending, of the boxes still unresolved when it stopped
+        (they overlap none of the leaders found: the greedy clustering of ``boxes[rest]``
+        finishes the job).
+    """
+    b = boxes.detach().cpu().numpy()
+    n = b.shape[0]
+    offset = 1.0 if plus_one else 0.0
+    rest = np.empty((5, n), dtype=b.dtype)  # rows x1, y1, x2, y2, area of remaining boxes
+    rest[:4] = b.T
+    if plus_one:
+        rest[4] = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    else:
+        rest[4] = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    index = np.arange(n)  # [M] positions of the remaining boxes
+    group = np.full(n, -1, dtype=np.int64)
+    leaders: list[int] = []
+    tiny = np.finfo(b.dtype).tiny
+    limit = n if max_leaders is None else max_leaders
+    cost = 0.0
+    with np.errstate(all="ignore"):  # NaN / inf boxes follow the matrix functions' IEEE rules
+        while index.shape[0] and len(leaders) < limit and cost <= max_cost_us:
+            cost += LOOP_US_PER_LEADER + LOOP_US_PER_BOX * index.shape[0]
+            lead, other = rest[:, 0], rest[:, 1:]
+            group[index[0]] = len(leaders)
+            leaders.append(int(index[0]))
+            w = np.minimum(other[2], lead[2]) - np.maximum(other[0], lead[0]) + offset
+            h = np.minimum(other[3], lead[3]) - np.maximum(other[1], lead[1]) + offset
+            inter = np.maximum(w, 0) * np.maximum(h, 0)
+            union = lead[4] + other[4] - inter
+            if plus_one:
+                iou = inter / union
+            else:
+                iou = np.where(union > 0, inter / np.maximum(union, tiny), 0)
+            over = iou >= thresh if inclusive else iou > thresh
+            group[index[1:][over]] = len(leaders) - 1
+            keep = ~over
+            rest, index = other[:, keep], index[1:][keep]
+    device = boxes.device
+    rest_index = index if len(leaders) < limit else index[:0]
+    return (torch.tensor(leaders, dtype=torch.int64, device=device),
+            torch.from_numpy(group).to(device), torch.from_numpy(rest_index).to(device))
+
+
+
+def _auto_clusters(boxes: Tensor, thresh: float, inclusive: bool, plus_one: bool,
+                   max_leaders: int | None, max_pairs: int) -> tuple[Tensor, Tensor]:
+    """``"auto"`` on the CPU: the loop while its estimated cost stays under a share of the
+    sweep's, the
+    sweep on whatever the loop left (the same clustering: the boxes left overlap none of the
+    leaders found, so their own greedy clustering continues it)."""
+    budget = math.inf
+    iou_fn = box_iou_plus_one if plus_one else box_iou
+    if boxes.shape[0] and _sparse_allowed(boxes, thresh, iou_fn):
+        num_pairs = _sweep_plan(boxes, thresh, plus_one).num_pairs
+        if num_pairs <= max_pairs:
+            budget = LOOP_BUDGET_SHARE * (SWEEP_US + SWEEP_US_PER_PAIR * num_pairs)
+    leaders, group, rest = _loop_clusters(boxes, thresh, inclusive, plus_one, max_leaders,
+                                          budget)
+    if rest.numel() == 0:
+        return leaders, group
+    more, more_group = greedy_clusters(boxes[rest], thresh, iou_fn=iou_fn, inclusive=inclusive,
+                                       method="sweep", max_pairs=max_pairs)
+    group[rest] = more_group + leaders.shape[0]
+    leaders = torch.cat((leaders, rest[more]))
+    return (leaders, group) if max_leaders is None else (leaders[:max_leaders], group)
+
 def _sequential_leaders(num: int, src: Tensor, dst: Tensor) -> Tensor:
     """The plain greedy loop over an edge list (CPU): ``[num]`` bool leaders."""
     order = torch.argsort(src, stable=True)
@@ -281,6 +435,7 @@ def greedy_clusters(
     block_size: int = 1024,
     method: str = "auto",
     max_pairs: int = SPARSE_MAX_PAIRS,
+    max_leaders: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Greedy clustering of boxes already sorted by descending score.
 
@@ -291,10 +446,13 @@ def greedy_clusters(
             function takes the dense path).
         inclusive: overlap means ``IoU >= thresh`` (box voting) instead of ``> thresh`` (NMS).
         block_size: boxes per block of the dense path.
-        method: ``"auto"``, ``"sparse"`` or ``"dense"`` (see the module docstring); all give
-            the same result; ``"sparse"`` falls back to dense only where it cannot apply or
-            would test more than ``max_pairs`` candidate pairs.
-        max_pairs: most candidate pairs the sparse path tests (bounds its memory).
+        method: ``"auto"``, ``"loop"``, ``"sweep"``, ``"sparse"`` or ``"dense"`` (see the
+            module docstring); all give the same result; ``"sparse"`` and ``"sweep"`` fall
+            back to dense only where they cannot apply or would test more than
+            ``max_pairs`` candidate pairs.
+        max_pairs: most candidate pairs the sparse and sweep paths test (bounds memory).
+        max_leaders: only the first ``max_leaders`` leaders are needed (``"auto"`` and
+            ``"loop"`` stop there; ``group`` is then unspecified after them).
 
     Returns:
         ``(leaders, group)``: ``leaders`` ``[L]`` int64 indices in ascending order;
@@ -304,6 +462,14 @@ def greedy_clusters(
         raise ValueError(f"greedy_clusters method must be one of {METHODS}, got {method!r}")
     if block_size < 1:
         raise ValueError(f"greedy_clusters block_size must be >= 1, got {block_size}")
+    standard = iou_fn in (box_iou, box_iou_plus_one)
+    if method == "auto" and standard and boxes.device.type == "cpu":
+        return _auto_clusters(boxes, iou_thresh, inclusive, iou_fn is box_iou_plus_one,
+                              max_leaders, max_pairs)
+    if method == "loop" and standard:
+        leaders, group, _ = _loop_clusters(boxes, iou_thresh, inclusive,
+                                           iou_fn is box_iou_plus_one, max_leaders)
+        return leaders, group
     n = boxes.shape[0]
     if method == "auto" and n > block_size:
         # few leaders (the dense path's cost grows with them): the first block tells
@@ -311,7 +477,12 @@ def greedy_clusters(
                           inclusive)
         share = float(_resolve_block(first, torch.ones_like(first[0]))[0].float().mean())
         method = "dense" if share * n <= 4 * block_size else "sparse"
-    if method != "dense" and n and _sparse_allowed(boxes, iou_thresh, iou_fn):
+    if method == "sweep" and n and _sparse_allowed(boxes, iou_thresh, iou_fn):
+        edges = _sweep_edges(boxes, iou_thresh, inclusive, iou_fn is box_iou_plus_one,
+                             max_pairs)
+        if edges is not None:
+            return _clusters_from_edges(n, *edges)
+    if method in ("auto", "sparse") and n and _sparse_allowed(boxes, iou_thresh, iou_fn):
         try:
             edges = _sparse_edges(boxes, iou_thresh, inclusive, iou_fn is box_iou_plus_one,
                                   max_pairs)
@@ -328,7 +499,7 @@ def sort_by_score(scores: Tensor) -> Tensor:
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3, *,
-        block_size: int = 1024, method: str = "auto") -> Tensor:
+        block_size: int = 1024, method: str = "auto", max_kept: int | None = None) -> Tensor:
     """Greedy non-maximum suppression: a box is dropped when ``IoU > iou_thresh`` (no ``+1``)
     with a higher-scored kept box.
 
@@ -338,6 +509,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3, *,
         iou_thresh: suppression threshold.
         block_size: see :func:`greedy_clusters` (memory/speed only, same result).
         method: see :func:`greedy_clusters` (speed only, same result).
+        max_kept: return only the first ``max_kept`` kept boxes (the same as slicing the
+            full result; the loop stops there).
 
     Returns:
         ``[K]`` int64 indices of kept boxes, by descending score.
@@ -346,8 +519,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_thresh: float = 0.3, *,
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = sort_by_score(scores)
     leaders, _ = greedy_clusters(boxes[order], iou_thresh, iou_fn=box_iou, inclusive=False,
-                                 block_size=block_size, method=method)
-    return order[leaders]
+                                 block_size=block_size, method=method, max_leaders=max_kept)
+    return order[leaders[:max_kept]]
 
 
 def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750, *,

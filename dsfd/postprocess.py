@@ -91,9 +91,7 @@ def detections_per_image(
     finite = torch.isfinite(boxes).all(dim=1)  # an overflowing (untrained) net: drop, not NaN
     if not bool(finite.all()):
         boxes, scores = boxes[finite], scores[finite]
-    kept = nms(boxes, scores, config.nms_thresh)
-    if top_k is not None:
-        kept = kept[:top_k]
+    kept = nms(boxes, scores, config.nms_thresh, max_kept=top_k)
     return torch.cat((boxes[kept], scores[kept, None]), dim=1)
 
 

@@ -166,3 +166,50 @@ def test_paths_agree_on_inputs_the_sparse_path_refuses() -> None:
         assert leaders.tolist() == [0, 2] and group.tolist() == [0, 0, 1, 0]
     with pytest.raises(ValueError, match="method"):
         greedy_clusters(boxes, 0.3, method="fast")
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", ["clustered", "scattered"])
+def test_loop_sweep_auto_match_references(seed: int, kind: str) -> None:
+    rng = np.random.default_rng(seed)
+    if kind == "clustered":  # few kept: many near-duplicates of a few faces
+        boxes = mixed_boxes(600, seed)[:300]
+        boxes = np.concatenate([boxes + rng.normal(0, 1.5, boxes.shape) for _ in range(2)])
+    else:  # many kept
+        xy = rng.uniform(0, 2000, (600, 2))
+        boxes = np.concatenate((xy, xy + rng.uniform(4, 200, (600, 2))), axis=1)
+    boxes = boxes.astype(np.float32)
+    scores = rng.uniform(0, 1, boxes.shape[0]).astype(np.float32)
+    scores[:50] = 0.5  # ties
+    want = reference_nms(boxes.astype(np.float64), scores.astype(np.float64), 0.3)
+    for method in ("loop", "sweep", "auto", "dense"):
+        got = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3, method=method)
+        assert got.tolist() == want, method
+        capped = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3, method=method,
+                     max_kept=7)
+        assert capped.tolist() == want[:7], method
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    det = np.concatenate((boxes, scores[:, None]), axis=1).astype(np.float64)[valid]
+    want_vote = reference_bbox_vote(det.copy())
+    dense = box_vote(torch.from_numpy(det), method="dense")
+    for method in ("loop", "sweep", "auto"):
+        got_vote = box_vote(torch.from_numpy(det), method=method)
+        np.testing.assert_allclose(got_vote.numpy(), want_vote, rtol=1e-6, atol=1e-4)
+        assert torch.equal(got_vote, dense), method
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize(("thresh", "inclusive", "plus_one"),
+                         [(0.3, False, False), (0.3, True, True), (0.7, True, True),
+                          (0.05, False, True)])
+def test_loop_and_sweep_equal_dense(seed: int, thresh: float, inclusive: bool,
+                                    plus_one: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    boxes = torch.from_numpy(mixed_boxes(700, seed))
+    iou_fn = box_iou_plus_one if plus_one else box_iou
+    dense = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive, method="dense")
+    for method in ("loop", "sweep", "auto"):
+        got = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive, method=method)
+        assert torch.equal(dense[0], got[0]) and torch.equal(dense[1], got[1]), method
+    monkeypatch.setattr(nms_module, "LOOP_BUDGET_SHARE", 1e-4)  # auto: loop, then the sweep
+    got = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive, method="auto")
+    assert torch.equal(dense[0], got[0]) and torch.equal(dense[1], got[1])
