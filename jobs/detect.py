@@ -94,25 +94,38 @@ def _expand(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
 
 
 def _load(args: argparse.Namespace) -> Any:
+    """The detector ``--model`` names (any spec form of :func:`pipeline.detectors.open_detector`),
+    or a DSFD model by name with ``--width``."""
     import torch
 
-    import dsfd
+    from pipeline.detectors import open_detector
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise CommandError("--device cuda: no CUDA device available")
     if args.width is not None:
+        import dsfd
+
         if args.model not in dsfd.MODEL_NAMES:
             raise CommandError("--width applies only to a model given by name")
         model = dsfd.build_model(args.model, width=args.width).to(device).eval()
-    else:
-        try:
-            model, _ = dsfd.load_model(args.model, map_location=device)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            raise CommandError(str(exc)) from exc
+        return dsfd.Detector(model, device=device)  # prepare/detect_* as a FaceDetector
+    try:
+        detector = open_detector(args.model, device, 1)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise CommandError(str(exc).strip().splitlines()[0]) from exc
     if args.model == DEFAULT_MODEL:
         note("detect", SHIPPED_NOTE)
-    return dsfd.Detector(model, device=device)
+    return detector
+
+
+def _detect(detector: Any, pixels: Any, *, multiscale: bool) -> Any:
+    """Float32 ``(K, 5)`` boxes of one ``(H, W, 3)`` image, in its pixels."""
+    if multiscale:
+        return detector.detect_multiscale(pixels, max_size=None)
+    height, width = pixels.shape[:2]
+    return detector.detect_prepared([detector.prepare(pixels, max_size=None)],
+                                    [(height, width)])[0]
 
 
 def _print_table(path: str, dets: Any) -> None:
@@ -155,8 +168,7 @@ def run(args: argparse.Namespace) -> int:
             _report_failure(shown, utf8_id(problem))
             continue
         detector = detector if detector is not None else _load(args)
-        dets = (detector.detect_multiscale(pixels) if args.multiscale
-                else detector.detect([pixels])[0])
+        dets = _detect(detector, pixels, multiscale=args.multiscale)
         dets = dets[dets[:, 4] >= args.min_score]
         if args.json:
             results.append((shown, dets))

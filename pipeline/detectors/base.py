@@ -53,7 +53,10 @@ def register_detector(name: str, matches: Callable[[str], bool], opener: Opener)
 
 
 def _load_builtin() -> None:
+    # registration order is the order specs are tried; open_detector tries DSFD last
     import pipeline.detectors.dsfd_family  # noqa: F401 - registers the DSFD family
+    import pipeline.detectors.opencv_haar  # noqa: F401 - registers opencv-haar
+    import pipeline.detectors.plugins  # noqa: F401 - registers py:MODULE:CALLABLE, entry points
 
 
 def open_detector(spec: str, device: str = "cpu", batch_size: int = 1) -> FaceDetector:
