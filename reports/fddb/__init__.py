@@ -7,10 +7,16 @@ official ``DiscROC``/``ContROC`` files. Modules: :mod:`~reports.fddb.inputs` (de
 sizes, annotations), :mod:`~reports.fddb.overlap` (pixel-mask overlaps),
 :mod:`~reports.fddb.hungarian` (the program's assignment solver), :mod:`~reports.fddb.roc`
 (per-image entries and their merge), :mod:`~reports.fddb.roc_files`,
-:mod:`~reports.fddb.ellipse` (rectangle -> ellipse regressors) and
-:mod:`~reports.fddb.evaluate`.
+:mod:`~reports.fddb.ellipse` (rectangle -> ellipse regressors),
+:mod:`~reports.fddb.evaluate` and :mod:`~reports.fddb.bootstrap` (confidence intervals).
 """
 
+from reports.fddb.bootstrap import (
+    FddbBootstrapState,
+    bootstrap_interval,
+    bootstrap_state,
+    paired_bootstrap,
+)
 from reports.fddb.ellipse import (
     S3FD_REGRESSOR,
     EllipseRegressor,
@@ -27,15 +33,19 @@ __all__ = [
     "DEFAULT_FP_BUDGET",
     "S3FD_REGRESSOR",
     "EllipseRegressor",
+    "FddbBootstrapState",
     "FddbResult",
     "FddbRoc",
     "ImageRoc",
+    "bootstrap_interval",
+    "bootstrap_state",
     "detections_from_run_dir",
     "evaluate_fddb",
     "evaluate_run",
     "fit_ellipse_regressor",
     "load_rect_to_ellipse",
     "matched_pairs",
+    "paired_bootstrap",
     "read_roc_file",
     "roc_lines",
     "tpr_at_fp",

@@ -5,11 +5,17 @@ returns a JSON-able :class:`WiderResult`; ``dsfd eval wider`` and the HTML repor
 Modules: :mod:`~reports.wider.flavours` (what differs between the MATLAB tools and the Python
 port), :mod:`~reports.wider.predictions` (reading predictions as each tool reads them),
 :mod:`~reports.wider.state` (the mergeable two-pass state), :mod:`~reports.wider.result`,
-:mod:`~reports.wider.attributes` (recall per face attribute) and
-:mod:`~reports.wider.evaluate`.
+:mod:`~reports.wider.attributes` (recall per face attribute),
+:mod:`~reports.wider.evaluate` and :mod:`~reports.wider.bootstrap` (confidence intervals).
 """
 
 from reports.wider.attributes import attribute_breakdown
+from reports.wider.bootstrap import (
+    WiderBootstrapState,
+    bootstrap_interval,
+    bootstrap_state,
+    paired_bootstrap,
+)
 from reports.wider.evaluate import (
     evaluate_predictions,
     evaluate_run,
@@ -29,17 +35,21 @@ __all__ = [
     "Flavour",
     "ImageDetections",
     "ScoreBounds",
+    "WiderBootstrapState",
     "WiderEvalState",
     "WiderPortCrash",
     "WiderPredictions",
     "WiderResult",
     "attribute_breakdown",
+    "bootstrap_interval",
+    "bootstrap_state",
     "evaluate_image",
     "evaluate_predictions",
     "evaluate_run",
     "flavour",
     "load_ground_truth",
     "load_predictions",
+    "paired_bootstrap",
     "result_from_json",
     "thresholds",
 ]
