@@ -143,7 +143,7 @@ def restore(state: dict[str, Any], model: Any, optimizer: Any, config: TrainConf
 # is learnt, or only where it stops)
 RESUMABLE_CHANGES = frozenset({"stop_at", "log_every", "checkpoint_every", "max_failures",
                                "loader_workers", "keep_checkpoints", "gpus_per_worker",
-                               "workers"})
+                               "workers", "val_every"})
 
 
 def check_resumable(config: TrainConfig) -> None:

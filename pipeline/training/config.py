@@ -60,6 +60,12 @@ class TrainConfig:
             ``"positives+negatives"`` (the paper's text).
         auxiliary_weight: weight of each auxiliary branch's loss (the release's head/body).
         expand_prob: probability of the SSD branch's zoom-out (0, as the official code).
+        val_dataset: a dataset spec with WIDER ground truth to validate on (single scale, as
+            ``dsfd run``), or None for no validation.
+        val_every: steps between validations (0: only at the end); the end is always
+            validated when ``val_dataset`` is set.
+        val_limit: validate on the first ``val_limit`` images only (None: all).
+        select_by: the AP setting ``best.pt`` is selected by: ``easy``, ``medium``, ``hard``.
 
     Raises:
         ValueError: a setting out of range, naming it and the value.
@@ -90,6 +96,10 @@ class TrainConfig:
     conf_normalizer: str = "positives"
     auxiliary_weight: float = 1.0
     expand_prob: float = 0.0
+    val_dataset: str | None = None
+    val_every: int = 0
+    val_limit: int | None = None
+    select_by: str = "hard"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):
@@ -122,6 +132,19 @@ class TrainConfig:
                              f"got {self.conf_normalizer!r}")
         if not 0.0 <= self.expand_prob <= 1.0:
             raise ValueError(f"expand_prob must be in [0, 1], got {self.expand_prob}")
+        if self.val_every < 0:
+            raise ValueError(f"val_every must be >= 0, got {self.val_every}")
+        if self.val_limit is not None and self.val_limit < 1:
+            raise ValueError(f"val_limit must be >= 1 or None, got {self.val_limit}")
+        if self.select_by not in ("easy", "medium", "hard"):
+            raise ValueError(f"select_by must be easy, medium or hard, got {self.select_by!r}")
+
+    def validates_at(self, step: int) -> bool:
+        """Whether ``step`` is a validation step (every ``val_every``, and the end)."""
+        if self.val_dataset is None:
+            return False
+        return (self.val_every > 0 and step % self.val_every == 0) or step in (
+            self.steps, self.stop_at)
 
     @property
     def bn_mode(self) -> str:

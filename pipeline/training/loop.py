@@ -8,8 +8,11 @@ by the caller, averages the gradients over workers). The data a step sees depend
 seed and the step (:class:`pipeline.training.data.TrainingImages`), so a resumed run continues
 exactly.
 
-Progress goes to the console and to ``CKPT_DIR/metrics.jsonl`` (one JSON object per logged step:
-loss parts, lr, images/s, and ``resumed_from``, the step this attempt started from).
+Progress goes to ``CKPT_DIR/metrics.jsonl`` (one JSON object per logged step: loss parts, lr,
+images/s, and ``resumed_from``, the step this attempt started from; one per validation:
+``val_easy``/``val_medium``/``val_hard``, ``val_images``, ``best``), to TensorBoard event files
+under ``CKPT_DIR/tb`` and, in the process that trains (local mode), to a console callback. A
+Ray Train worker shows nothing: the driver tails ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -102,34 +105,111 @@ def step_loss(model: Any, images: torch.Tensor, boxes: list[torch.Tensor],
     return detection_loss(core, out, images.shape[-2:], targets, config.loss_config())
 
 
-class Progress:
-    """Rank 0's console and ``metrics.jsonl`` output."""
+Console = Callable[[dict[str, Any], int], None]
+"""``console(entry, steps)``, called with every entry rank 0 appends to ``metrics.jsonl``
+(loss lines and ``val_*`` lines), to show it; ``dsfd train`` renders them as one bar."""
 
-    def __init__(self, out: Path, config: TrainConfig, start: int) -> None:
+SKIPPED_IN_TENSORBOARD = frozenset({"step", "time", "resumed_from"})
+
+
+def format_entry(entry: dict[str, Any], steps: int) -> str:
+    """One console line for a ``metrics.jsonl`` entry (a loss line or a validation line)."""
+    if "val_hard" in entry:
+        return (f"validation step {entry['step']}/{steps}: AP easy {entry['val_easy']:.4f} "
+                f"medium {entry['val_medium']:.4f} hard {entry['val_hard']:.4f} "
+                f"({entry['val_images']:.0f} images)"
+                + (" best" if entry.get("best") else ""))
+    return (f"step {entry['step']}/{steps} lr {entry['lr']:.1e} loss {entry['loss']:.4f} "
+            f"(second conf {entry['second_conf']:.3f} box {entry['second_box']:.3f}) "
+            f"{entry['images_per_s']:.1f} img/s")
+
+
+def print_entry(entry: dict[str, Any], steps: int) -> None:
+    """The default :data:`Console`: one line per entry on stdout."""
+    print(format_entry(entry, steps), flush=True)
+
+
+class TensorBoard:
+    """Rank 0's scalars as TensorBoard event files under ``OUT/tb`` (tensorboardX, which
+    ``ray[train]`` brings): ``loss/PART``, ``lr``, ``images_per_s``, ``val/SETTING``."""
+
+    def __init__(self, out: Path) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(out / "tb"), flush_secs=30)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Write the numeric values of one metrics entry at its step."""
+        for key, value in entry.items():
+            if key in SKIPPED_IN_TENSORBOARD or not isinstance(value, int | float):
+                continue
+            if key.startswith("val_"):
+                tag = f"val/{key[4:]}"
+            elif key in ("lr", "images_per_s"):
+                tag = key
+            else:
+                tag = f"loss/{key}"
+            self.writer.add_scalar(tag, float(value), global_step=int(entry["step"]),
+                                   walltime=entry.get("time"))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Progress:
+    """Rank 0's ``metrics.jsonl``, TensorBoard events and console entries."""
+
+    def __init__(self, out: Path, config: TrainConfig, start: int,
+                 console: Console | None = None) -> None:
         self.path, self.config, self.start = out / METRICS, config, start
         self.last_time, self.last_step = time.perf_counter(), start
+        self.console = console
+        self.tensorboard = TensorBoard(out)
 
     def log(self, step: int, lr: float, parts: dict[str, float]) -> None:
-        """Append one metrics line and print one progress line."""
+        """Append one metrics line (loss parts, lr, images/s) and show it."""
         now = time.perf_counter()
         rate = (step - self.last_step) * self.config.batch_size / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step
-        entry = {
-            "step": step,
-            "lr": lr,
-            **parts,
-            "images_per_s": rate,
-            "time": time.time(),
-            "resumed_from": self.start,
-        }
+        self.record({"step": step, "lr": lr, **parts, "images_per_s": rate})
+
+    def record(self, values: dict[str, Any]) -> None:
+        """Append ``values`` (with ``time`` and ``resumed_from``) to ``metrics.jsonl``, to
+        TensorBoard and to the console."""
+        entry = {**values, "time": time.time(), "resumed_from": self.start}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
-        print(
-            f"step {step}/{self.config.steps} lr {lr:.1e} loss {parts['loss']:.4f} "
-            f"(second conf {parts['second_conf']:.3f} box {parts['second_box']:.3f}) "
-            f"{rate:.1f} img/s",
-            flush=True,
-        )
+        self.tensorboard.add(entry)
+        if self.console is not None:
+            self.console(entry, self.config.steps)
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+def _validate(config: TrainConfig, step: int, model: Any, progress: Progress,
+              best: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validate the current model (rank 0), record ``val_*`` and keep ``best.pt``; returns
+    the best record so far."""
+    from pipeline.training.validation import is_better, save_best, validation_metrics
+
+    if config.val_dataset is None:
+        return best
+    core = getattr(model, "module", model)
+    device = next(core.parameters()).device
+    try:
+        metrics = validation_metrics(core, config.val_dataset, limit=config.val_limit,
+                                     device=device)
+    finally:
+        core.train()  # dsfd.Detector switched it to eval mode
+    metric = f"val_{config.select_by}"
+    improved = is_better(metrics[metric], best)
+    if improved:
+        best = save_best(Path(config.out), step, core, metric, metrics[metric],
+                         {"train_config": config.to_dict(), **metrics})
+    progress.record({"step": step, **metrics, "best": improved})
+    return best
 
 
 def _resume(config: TrainConfig, model: Any, optimizer: Any,
@@ -151,6 +231,7 @@ def train_loop(
     device: torch.device | None = None,
     prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
     restored: dict[str, Any] | None = None,
+    console: Console | None = print_entry,
 ) -> dict[str, float]:
     """Build, restore, train to ``config.last_step``, calling ``report`` at checkpoint steps.
 
@@ -164,6 +245,7 @@ def train_loop(
             ``prepare_model``); the batches follow the model's device.
         restored: a checkpoint handed over by the caller (Ray Train's), used when it is newer
             than the newest readable checkpoint of ``config.out``.
+        console: shows rank 0's metrics entries (None: nothing is shown).
 
     Returns:
         The last step and its loss parts.
@@ -178,7 +260,8 @@ def train_loop(
     model = prepare_model(model) if prepare_model is not None else model.to(device)
     device = next(model.parameters()).device
     model.train()
-    progress = Progress(out, config, start) if rank == 0 else None
+    progress = Progress(out, config, start, console) if rank == 0 else None
+    best = _best_so_far(out) if rank == 0 else None
     parts: dict[str, float] = {}
     step = start
     input_format = str(getattr(model, "module", model).input_format)
@@ -194,12 +277,23 @@ def train_loop(
         parts = loss.as_dict()
         if progress is not None and (step % config.log_every == 0 or step == config.steps):
             progress.log(step, lr, parts)
+        if progress is not None and config.validates_at(step):
+            best = _validate(config, step, model, progress, best)
         if step % config.checkpoint_every == 0 or step in (config.steps, config.stop_at):
             report(step, parts, model, optimizer)
+    if progress is not None:
+        progress.close()
     return {"step": step, **parts}
 
 
-def train_in_process(config: TrainConfig, device: str | None = None) -> dict[str, Any]:
+def _best_so_far(out: Path) -> dict[str, Any] | None:
+    from pipeline.training.validation import read_best
+
+    return read_best(out)
+
+
+def train_in_process(config: TrainConfig, device: str | None = None,
+                     console: Console | None = print_entry) -> dict[str, Any]:
     """Train in the calling process, without Ray (``workers == 0``).
 
     The same loop, data, checkpoints and metrics as a Ray Train worker of rank 0; writes
@@ -208,6 +302,7 @@ def train_in_process(config: TrainConfig, device: str | None = None) -> dict[str
     Args:
         config: the resolved settings (``workers`` must be 0).
         device: torch device; default CUDA when ``gpus_per_worker > 0`` and available, else CPU.
+        console: shows the metrics entries (default: one printed line each).
 
     Returns:
         The final step and loss parts.
@@ -227,4 +322,5 @@ def train_in_process(config: TrainConfig, device: str | None = None) -> dict[str
         core = getattr(model, "module", model)
         save_training_checkpoint(Path(config.out), step, core, optimizer, config)
 
-    return train_loop(config, rank=0, report=report, device=torch.device(device))
+    return train_loop(config, rank=0, report=report, device=torch.device(device),
+                      console=console)

@@ -10,20 +10,24 @@ rerunning the same command resumes from the newest of the Ray checkpoint and ``l
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from pipeline.training.checkpoints import (
     LAST,
+    METRICS,
     check_resumable,
     read_training_checkpoint,
     save_training_checkpoint,
 )
 from pipeline.training.config import TrainConfig, write_train_config
-from pipeline.training.loop import train_in_process, train_loop
+from pipeline.training.loop import Console, print_entry, train_in_process, train_loop
 
 RUN_NAME = "dsfd-train"
 
@@ -75,10 +79,70 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
         _report(step, parts, model, optimizer, config, rank)
 
     train_loop(config, rank=rank, report=report, prepare_model=ray.train.torch.prepare_model,
-               restored=_ray_checkpoint())
+               restored=_ray_checkpoint(), console=None)
 
 
-def fit(config: TrainConfig, *, controller_failure_limit: int = -1) -> dict[str, Any]:
+class MetricsTail:
+    """The driver's view of rank 0's progress: a thread that reads the entries rank 0
+    appends to ``metrics.jsonl`` (Ray Train workers print nothing to the driver) and hands
+    each one to ``console`` once: only entries written after ``since``, and a step shown
+    before (a worker group restarted from an older checkpoint) is not shown again."""
+
+    def __init__(self, path: Path, console: Console, steps: int, since: float,
+                 poll_s: float = 0.5) -> None:
+        self.path, self.console, self.steps, self.since = path, console, steps, since
+        self.poll_s = poll_s
+        self.shown: dict[str, int] = {}  # kind -> last step shown
+        self.offset = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dsfd-metrics-tail", daemon=True)
+
+    def __enter__(self) -> MetricsTail:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll()  # the last lines
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.poll()
+
+    def poll(self) -> None:
+        """Show the complete lines appended since the last poll."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(0, 2)
+                if fh.tell() < self.offset:  # rewritten (trimmed by a resume): start over
+                    self.offset = 0
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self._show(entry)
+
+    def _show(self, entry: dict[str, Any]) -> None:
+        if not isinstance(entry, dict) or entry.get("time", 0.0) < self.since:
+            return
+        kind = "val" if "val_hard" in entry else "loss"
+        step = int(entry.get("step", 0))
+        if step <= self.shown.get(kind, -1):
+            return
+        self.shown[kind] = step
+        self.console(entry, self.steps)
+
+
+def fit(config: TrainConfig, *, controller_failure_limit: int = -1,
+        console: Console | None = print_entry) -> dict[str, Any]:
     """Train with Ray Train's TorchTrainer (Ray must already be initialised), or in this
     process without Ray when ``config.workers == 0``.
 
@@ -87,6 +151,8 @@ def fit(config: TrainConfig, *, controller_failure_limit: int = -1) -> dict[str,
             ``train_config.json``, checkpoints and ``metrics.jsonl``.
         controller_failure_limit: Ray Train controller retries (-1: unlimited, Ray's default;
             tests pass 0 so a worker group that cannot start fails instead of retrying forever).
+        console: shows rank 0's metrics entries once each (default: a printed line each;
+            None: nothing). With Ray the driver tails ``metrics.jsonl`` (:class:`MetricsTail`).
 
     Returns:
         The final metrics reported by rank 0 (``step`` and the loss parts).
@@ -95,7 +161,7 @@ def fit(config: TrainConfig, *, controller_failure_limit: int = -1) -> dict[str,
         ValueError: ``config.out`` holds checkpoints of another model.
     """
     if config.workers == 0:
-        return train_in_process(config)
+        return train_in_process(config, console=console)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -122,5 +188,9 @@ def fit(config: TrainConfig, *, controller_failure_limit: int = -1) -> dict[str,
         scaling_config=scaling,
         run_config=run,
     )
-    result = trainer.fit()
+    if console is None:
+        result = trainer.fit()
+    else:
+        with MetricsTail(Path(config.out) / METRICS, console, config.steps, time.time()):
+            result = trainer.fit()
     return dict(result.metrics or {})
