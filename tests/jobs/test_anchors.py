@@ -96,16 +96,10 @@ def test_cli_rejects_unknown_dataset_kind(tmp_path: Path, capsys) -> None:
 
 
 def test_a_dataset_without_faces_is_refused_in_one_line(tmp_path, capsys) -> None:
-    from PIL import Image
-
     from jobs.cli import main
+    from tests.rundir_support import write_wider_without_faces
 
-    root = tmp_path / "wider"
-    (root / "WIDER_train" / "images" / "0--Parade").mkdir(parents=True)
-    Image.new("RGB", (64, 48)).save(root / "WIDER_train" / "images" / "0--Parade" / "a.jpg")
-    (root / "wider_face_split").mkdir()
-    (root / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text(
-        "0--Parade/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n")
+    root = write_wider_without_faces(tmp_path / "wider")
     assert main(["anchors", "--dataset", f"wider:{root}:train", "--out",
                  str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()

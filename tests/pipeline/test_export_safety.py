@@ -8,43 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from pipeline.boxes import clip_boxes_xyxy
 from pipeline.datasets.wider import ATTRIBUTE_NAMES, SETTINGS, WiderGroundTruth, WiderImageRecord
 from pipeline.exports.coco import export_coco
 from pipeline.exports.wider import export_wider_txt, plan_wider_files, wider_txt_key
-from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
 from reports.wider.predictions import read_txt_predictions
-from tests.rundir_support import add_shard
+from tests.rundir_support import Det, add_rows
 
-Det = tuple[str, float, float, float, float, float]
-
-
-def _write_run(run: Path, sizes: dict[str, tuple[int | None, int | None]], dets: list[Det],
-               errors: tuple[str, ...] = (), shard: int = 0, repeat: int = 1) -> None:
-    """One shard: an images part (``ok`` unless named in ``errors``; each image ``repeat``
-    times, as a list file with repeated lines gives) and a detections part."""
-    cols: list[Any] = list(zip(*dets, strict=True)) if dets else [[]] * 6
-    detections = pa.table(
-        {n: pa.array(c, f.type) for n, c, f in zip(DETECTIONS_SCHEMA.names, cols,
-                                                   DETECTIONS_SCHEMA, strict=True)},
-        schema=DETECTIONS_SCHEMA)
-    ids = [i for i in sizes for _ in range(repeat)]
-    images = pa.table(
-        {"image_id": ids, "path": [f"/photos/{i}" for i in ids],
-         "width": pa.array([sizes[i][0] for i in ids], pa.int32()),
-         "height": pa.array([sizes[i][1] for i in ids], pa.int32()),
-         "status": ["error" if i in errors else "ok" for i in ids],
-         "error": pa.array(["cannot open" if i in errors else None for i in ids], pa.string()),
-         "num_detections": pa.array([sum(d[0] == i for d in dets) for i in ids], pa.int32()),
-         "seconds": [0.1] * len(ids)},
-        schema=IMAGES_SCHEMA)
-    add_shard(run, shard, detections, images)
+_write_run = add_rows
 
 
 def _tree(root: Path) -> dict[str, str]:

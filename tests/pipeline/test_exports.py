@@ -10,41 +10,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from pipeline.exports import Exporter, ExportSummary, exporter_names, get_exporter, register
 from pipeline.exports.yolo import export_yolo, format_yolo_labels
-from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
-from tests.rundir_support import add_shard
+from tests.rundir_support import Det, add_rows
 
 REPO = Path(__file__).resolve().parents[2]
-Det = tuple[str, float, float, float, float, float]
 
 
-def _write_run(run: Path, sizes: dict[str, tuple[int | None, int | None]], dets: list[Det],
-               errors: tuple[str, ...] = (), shard: int = 0, repeat: int = 1) -> Path:
-    """One shard of ``sizes``' images (``ok`` unless named in ``errors``, each ``repeat``
-    times) and their detections, written through the run writer."""
-    cols: list[Any] = list(zip(*dets, strict=True)) if dets else [[]] * 6
-    detections = pa.table(
-        {n: pa.array(c, f.type) for n, c, f in zip(DETECTIONS_SCHEMA.names, cols,
-                                                   DETECTIONS_SCHEMA, strict=True)},
-        schema=DETECTIONS_SCHEMA)
-    ids = [i for i in sizes for _ in range(repeat)]
-    images = pa.table(
-        {"image_id": ids, "path": [f"/photos/{i}" for i in ids],
-         "width": pa.array([sizes[i][0] for i in ids], pa.int32()),
-         "height": pa.array([sizes[i][1] for i in ids], pa.int32()),
-         "status": ["error" if i in errors else "ok" for i in ids],
-         "error": pa.array(["cannot open" if i in errors else None for i in ids], pa.string()),
-         "num_detections": pa.array([sum(d[0] == i for d in dets) for i in ids], pa.int32()),
-         "seconds": [0.1] * len(ids)},
-        schema=IMAGES_SCHEMA)
-    add_shard(run, shard, detections, images)
-    return run
+_write_run = add_rows
 
 
 def _tree(root: Path) -> dict[str, str]:

@@ -85,14 +85,9 @@ def test_a_changed_config_is_refused_naming_it_and_restart_starts_over(
 
 
 def test_a_dataset_without_faces_is_refused(tmp_path: Path, capsys) -> None:
-    from PIL import Image
+    from tests.rundir_support import write_wider_without_faces
 
-    root = tmp_path / "wider"
-    (root / "WIDER_train" / "images" / "0--Parade").mkdir(parents=True)
-    Image.new("RGB", (64, 48)).save(root / "WIDER_train" / "images" / "0--Parade" / "a.jpg")
-    (root / "wider_face_split").mkdir()
-    (root / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text(
-        "0--Parade/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n")
+    root = write_wider_without_faces(tmp_path / "wider")
     rc = main(["train", "--dataset", f"wider:{root}:train", "--out", str(tmp_path / "o"),
                "--workers", "0", "--steps", "2"])
     err = capsys.readouterr().err.strip()
