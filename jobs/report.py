@@ -16,7 +16,8 @@ from jobs.common import CommandError
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of `dsfd report`."""
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run directories, or dsfd train output folders")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder")
     parser.add_argument("--anchors", metavar="DIR", help="an output folder of `dsfd anchors`")
     parser.add_argument("--name", action="append", metavar="NAME",
@@ -26,9 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipeline.rundir import RunDir
     from reports.report import write_report
+    from reports.training_report import is_training_dir
 
     for d in args.run_dirs:
-        RunDir.open(d)  # refuses a missing folder, no run.json or a damaged one, in one line
+        if not is_training_dir(d):
+            RunDir.open(d)  # refuses a missing folder, no run.json or a damaged one, one line
     if args.anchors and not Path(args.anchors).is_dir():
         raise CommandError(f"--anchors {args.anchors}: not a folder")
     html_path, md_path, _ = write_report(args.run_dirs, args.out, anchors_dir=args.anchors,

@@ -216,9 +216,11 @@ NO_PREDICTION_NOTE = ("no prediction: annotated images the run has no prediction
                       "faces count as missed.")
 
 
-def render_markdown(reports: list[RunReport]) -> str:
+def render_markdown(reports: list[RunReport], trainings: list[Any] | None = None) -> str:
     """A terminal- and CI-log-friendly summary."""
-    lines = ["# DSFD report", ""]
+    from reports.training_report import training_markdown
+
+    lines = ["# DSFD report", "", *training_markdown(trainings or [])]
     rows = ap_rows(reports)
     if rows:
         lines += ["## WIDER FACE AP", "",
@@ -231,9 +233,10 @@ def render_markdown(reports: list[RunReport]) -> str:
                   "| run | detections as | discrete | continuous | no prediction |",
                   "|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows), "",
                   NO_PREDICTION_NOTE, ""]
-    lines += ["## Runs", "", "| " + " | ".join(RUN_HEADER) + " |",
-              "|" + "---|" * len(RUN_HEADER), *("| " + " | ".join(r) + " |"
-                                                for r in run_rows(reports))]
+    if reports:
+        lines += ["## Runs", "", "| " + " | ".join(RUN_HEADER) + " |",
+                  "|" + "---|" * len(RUN_HEADER), *("| " + " | ".join(r) + " |"
+                                                    for r in run_rows(reports))]
     for r in reports:
         if r.errors:
             lines += ["", f"### {r.name}: images that could not be read", "",
@@ -355,12 +358,25 @@ LOAD_CHECK = """<script>window.addEventListener("load", function () {
 });</script>"""
 
 
+def _training_html(trainings: list[Any], figures: dict[str, list[Path]]) -> list[str]:
+    from reports.training_report import TRAINING_HEADER, config_html, training_rows
+
+    if not trainings:
+        return []
+    return ["<h2>Training</h2>", _table(TRAINING_HEADER, training_rows(trainings)),
+            *(_img(p, f"training curves: {p.stem}") for p in figures.get("training", [])),
+            *(config_html(t) for t in trainings)]
+
+
 def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
-                anchor_pngs: list[Path], anchor_summary: dict[str, Any] | None) -> str:
+                anchor_pngs: list[Path], anchor_summary: dict[str, Any] | None,
+                trainings: list[Any] | None = None) -> str:
     """The page (figures embedded as data URIs)."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>DSFD report</title><style>{CSS}</style></head><body><h1>DSFD report</h1>",
-             "<h2>Runs</h2>", _table(RUN_HEADER, run_rows(reports))]
+             *_training_html(trainings or [], figures)]
+    if reports:
+        parts += ["<h2>Runs</h2>", _table(RUN_HEADER, run_rows(reports))]
     parts += [_img(p, "score histogram") for p in figures.get("scores", [])]
     parts += [_errors_html(r) for r in reports]
     rows = ap_rows(reports)
@@ -407,7 +423,8 @@ def write_report(
     """Evaluate the runs and write ``index.html``, ``report.md`` and ``figures/``.
 
     Args:
-        run_dirs: run directories, shown in this order.
+        run_dirs: run directories (and ``dsfd train`` output folders, shown in a training
+            section: curves, validation AP, best step, config), in this order.
         out_dir: the report folder (created).
         anchors_dir: an output folder of ``dsfd anchors`` to include, or None.
         names: display names (default: the folder names).
@@ -415,6 +432,8 @@ def write_report(
     Returns:
         (html path, markdown path, the per-run reports).
     """
+    from reports.training_report import is_training_dir, summarize_training, training_figure
+
     if not run_dirs:
         raise ValueError("the report needs at least one run directory")
     if names is not None and len(names) != len(run_dirs):
@@ -422,12 +441,15 @@ def write_report(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"report output {out} exists and is not a folder")
-    reports = [summarize_run(d, None if names is None else names[k])
-               for k, d in enumerate(run_dirs)]
+    named = [(d, None if names is None else names[k]) for k, d in enumerate(run_dirs)]
+    trainings = [summarize_training(d, n) for d, n in named if is_training_dir(d)]
+    reports = [summarize_run(d, n) for d, n in named if not is_training_dir(d)]
     out.mkdir(parents=True, exist_ok=True)  # only once every run has been read
     figures = _figures(reports, out / "figures")
+    figures["training"] = [p for k, t in enumerate(trainings)
+                           if (p := training_figure(t, out / "figures", k)) is not None]
     anchor_pngs, anchor_summary = _anchor_figures(Path(anchors_dir) if anchors_dir else None)
     html_path, md_path = out / "index.html", out / "report.md"
-    html_path.write_text(render_html(reports, figures, anchor_pngs, anchor_summary))
-    md_path.write_text(render_markdown(reports))
+    html_path.write_text(render_html(reports, figures, anchor_pngs, anchor_summary, trainings))
+    md_path.write_text(render_markdown(reports, trainings))
     return html_path, md_path, reports
