@@ -4,10 +4,14 @@ Steps, each through the same code as its own subcommand:
 
 1. ``dsfd synth``: a synthetic benchmark in the WIDER FACE and FDDB layouts;
 2. ``dsfd run`` with the shipped model over WIDER val (single scale), over the first images
-   of WIDER val with the official multi-scale test, and over FDDB, on one local Ray;
+   of WIDER val with the official multi-scale test, and over FDDB, on one local Ray; and
+   ``dsfd run --model opencv-haar`` (OpenCV's Haar cascade) over the same WIDER val images,
+   the baseline the report compares the model with;
 3. ``dsfd eval wider`` in both flavours and ``dsfd eval fddb`` (discrete and continuous);
 4. ``dsfd anchors``: matched-anchor statistics of the train split (SSD vs IAM);
-5. ``dsfd report``: ``DIR/report/index.html`` and ``report.md``.
+5. ``dsfd report``: ``DIR/report/index.html`` and ``report.md``, with the detectors side by
+   side (``ap_table.csv``/``.tex`` with bootstrap intervals, curves as CSV, accuracy against
+   speed).
 
 Rerunning resumes: the benchmark is regenerated only when missing and finished runs are
 skipped shard by shard.
@@ -23,6 +27,7 @@ from pathlib import Path
 from jobs.common import CommandError
 
 DEFAULT_OUT = "demo-out"
+BASELINE = "opencv-haar"  # the classical detector the demo compares the model with
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multiscale-images", type=int, default=3,
                         help="val images also run with the 11-pass multi-scale test (3)")
     parser.add_argument("--workers", type=int, default=2, help="detector actors (2)")
+    parser.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                        help="bootstrap replicates of the report's AP intervals (200; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -53,6 +60,9 @@ def _steps(args: argparse.Namespace, out: Path, model: str) -> list[tuple[str, l
         ("detect: WIDER val, single scale",
          ["run", "--dataset", f"synthetic:{bench}:val", "--out", str(runs / "wider-single"),
           *common]),
+        (f"detect: WIDER val, {BASELINE}",
+         ["run", "--dataset", f"synthetic:{bench}:val", "--out", str(runs / "wider-haar"),
+          "--model", BASELINE, "--workers", str(args.workers), "--shard-size", "8"]),
         (f"detect: first {args.multiscale_images} WIDER val images, multi-scale",
          ["run", "--dataset", f"synthetic:{bench}:val", "--out", str(runs / "wider-multi"),
           "--multiscale", "--limit", str(args.multiscale_images), *common]),
@@ -71,10 +81,17 @@ def _steps(args: argparse.Namespace, out: Path, model: str) -> list[tuple[str, l
          ["anchors", "--dataset", f"synthetic:{bench}:train", "--out", str(out / "anchors"),
           "--seed", str(args.seed)]),
         ("report",
-         ["report", str(runs / "wider-single"), str(runs / "wider-multi"), str(runs / "fddb"),
+         ["report", str(runs / "wider-single"), str(runs / "wider-haar"),
+          str(runs / "wider-multi"), str(runs / "fddb"),
           "--anchors", str(out / "anchors"), "--out", str(out / "report"),
-          "--name", "single-scale", "--name", "multi-scale", "--name", "fddb"]),
+          "--name", "single-scale", "--name", BASELINE, "--name", "multi-scale",
+          "--name", "fddb", *_bootstrap_args(args.bootstrap)]),
     ]
+
+
+def _bootstrap_args(num_replicates: int) -> list[str]:
+    """``--bootstrap N`` for `dsfd report` (none when N is 0)."""
+    return ["--bootstrap", str(num_replicates)] if num_replicates > 0 else []
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchors", metavar="DIR", help="an output folder of `dsfd anchors`")
     parser.add_argument("--name", action="append", metavar="NAME",
                         help="display name of each run, in order (repeat once per run)")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="bootstrap replicates of the WIDER AP intervals (0: none; "
+                             "1000 is usual)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
     for d in args.run_dirs:
         if not is_training_dir(d):
             RunDir.open(d)  # refuses a missing folder, no run.json or a damaged one, one line
+    if args.bootstrap < 0:
+        raise CommandError(f"--bootstrap {args.bootstrap}: must be >= 0")
     if args.anchors and not Path(args.anchors).is_dir():
         raise CommandError(f"--anchors {args.anchors}: not a folder")
     html_path, md_path, _ = write_report(args.run_dirs, args.out, anchors_dir=args.anchors,
-                                         names=args.name)
+                                         names=args.name, bootstrap=args.bootstrap)
     sys.stdout.write(md_path.read_text())
     print(f"report: {html_path}")
     return 0

@@ -370,13 +370,15 @@ def _training_html(trainings: list[Any], figures: dict[str, list[Path]]) -> list
 
 def render_html(reports: list[RunReport], figures: dict[str, list[Path]],
                 anchor_pngs: list[Path], anchor_summary: dict[str, Any] | None,
-                trainings: list[Any] | None = None) -> str:
+                trainings: list[Any] | None = None, comparison_html: str = "") -> str:
     """The page (figures embedded as data URIs)."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>DSFD report</title><style>{CSS}</style></head><body><h1>DSFD report</h1>",
              *_training_html(trainings or [], figures)]
     if reports:
         parts += ["<h2>Runs</h2>", _table(RUN_HEADER, run_rows(reports))]
+    parts.append(comparison_html)
+    parts += [_img(p, "accuracy against speed") for p in figures.get("speed", [])]
     parts += [_img(p, "score histogram") for p in figures.get("scores", [])]
     parts += [_errors_html(r) for r in reports]
     rows = ap_rows(reports)
@@ -419,6 +421,7 @@ def write_report(
     out_dir: str | os.PathLike[str],
     anchors_dir: str | os.PathLike[str] | None = None,
     names: list[str] | None = None,
+    bootstrap: int = 0,
 ) -> tuple[Path, Path, list[RunReport]]:
     """Evaluate the runs and write ``index.html``, ``report.md`` and ``figures/``.
 
@@ -428,6 +431,7 @@ def write_report(
         out_dir: the report folder (created).
         anchors_dir: an output folder of ``dsfd anchors`` to include, or None.
         names: display names (default: the folder names).
+        bootstrap: replicates of the WIDER AP intervals in the comparison table (0: none).
 
     Returns:
         (html path, markdown path, the per-run reports).
@@ -446,10 +450,15 @@ def write_report(
     reports = [summarize_run(d, n) for d, n in named if not is_training_dir(d)]
     out.mkdir(parents=True, exist_ok=True)  # only once every run has been read
     figures = _figures(reports, out / "figures")
+    from reports.tables import write_comparison
+
+    comparison = write_comparison(reports, out, bootstrap=bootstrap)
+    figures["speed"] = [] if comparison.speed_png is None else [comparison.speed_png]
     figures["training"] = [p for k, t in enumerate(trainings)
                            if (p := training_figure(t, out / "figures", k)) is not None]
     anchor_pngs, anchor_summary = _anchor_figures(Path(anchors_dir) if anchors_dir else None)
     html_path, md_path = out / "index.html", out / "report.md"
-    html_path.write_text(render_html(reports, figures, anchor_pngs, anchor_summary, trainings))
-    md_path.write_text(render_markdown(reports, trainings))
+    html_path.write_text(render_html(reports, figures, anchor_pngs, anchor_summary, trainings,
+                                     comparison_html=comparison.html()))
+    md_path.write_text(render_markdown(reports, trainings) + comparison.markdown())
     return html_path, md_path, reports

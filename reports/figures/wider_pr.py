@@ -22,6 +22,11 @@ def _as_result(result: WiderResult | Mapping[str, Any]) -> WiderResult:
     return result if isinstance(result, WiderResult) else result_from_json(result)
 
 
+def _sort_key(ap: float) -> float:
+    """Best AP first, NaN last (the legend order of the official plots)."""
+    return np.inf if np.isnan(ap) else -ap
+
+
 def plot_pr_curve(
     precision: np.ndarray,
     recall: np.ndarray,
@@ -59,10 +64,11 @@ def plot_wider_pr(
     axes: Sequence[Axes] | None = None,
     settings: Sequence[str] = SETTINGS,
 ) -> tuple[Figure, Sequence[Axes]]:
-    """Three panels (easy, medium, hard), one curve per method, AP in the legend.
+    """Three panels (easy, medium, hard), one curve per method, with the official tools' legend:
+    ``Method-AP`` (three decimals), sorted by the panel's AP, best first.
 
     Args:
-        methods: legend name -> result; methods are drawn in the given order.
+        methods: legend name -> result (one flavour each; it is named in the panel titles).
         axes: one axis per setting; a new 15x5 inch figure when None.
         settings: which panels.
     """
@@ -73,12 +79,13 @@ def plot_wider_pr(
         axes = [fig.add_subplot(1, len(settings), i + 1) for i in range(len(settings))]
     if len(axes) != len(settings):
         raise ValueError(f"need {len(settings)} axes, got {len(axes)}")
+    results = {name: _as_result(res) for name, res in methods.items()}
+    flavours = sorted({r.flavour for r in results.values()})
     for ax, setting in zip(axes, settings, strict=True):
-        for name, res in methods.items():
-            r = _as_result(res)
+        for name, r in sorted(results.items(), key=lambda kv: _sort_key(kv[1].ap[setting])):
             curve = r.pr[setting]
-            label = f"{name} ({r.flavour}) AP {r.ap[setting]:.4f}"
+            label = f"{name}-{r.ap[setting]:.3f}"
             plot_pr_curve(curve["precision"], curve["recall"], label=label, ax=ax)
-        ax.set_title(f"WIDER FACE val: {setting}")
+        ax.set_title(f"WIDER FACE val: {setting} ({', '.join(flavours)})")
         ax.legend(loc="lower left", fontsize="small")
     return axes[0].get_figure(), axes  # type: ignore[return-value]
