@@ -337,7 +337,8 @@ def test_pr_figure_png_and_pdf(tmp_path) -> None:
     a = evaluate_predictions(_pred("matlab", dets), gt)[0]
     b = evaluate_predictions(_pred("pyport", dets), gt)[0]
     fig, axes = plot_wider_pr({"ours": a, "from json": b.to_json()})
-    assert len(axes) == 3 and axes[0].get_legend().get_texts()[0].get_text() == "ours-0.833"  # Method-AP
+    legend = axes[0].get_legend().get_texts()[0].get_text()
+    assert len(axes) == 3 and legend == "ours-0.833"  # the official look: Method-AP
     paths = save_figure(fig, tmp_path / "pr")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
