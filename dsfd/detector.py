@@ -9,7 +9,8 @@ decode and normalise on other threads.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from dsfd.anchors import AnchorSpec
+from dsfd.model import Shot
 from dsfd.multiscale import multiscale_passes, size_filter, unflip
 from dsfd.nms import box_vote
 from dsfd.postprocess import PostprocessConfig, postprocess_shot
@@ -24,6 +26,23 @@ from dsfd.preprocess import image_to_tensor, normalize, resize_uint8
 
 DEFAULT_POSTPROCESS = PostprocessConfig()
 EMPTY_PASS_PLACEHOLDER = (0.0, 0.0, 0.0, 0.0, 0.001)  # what the official detect_face returns
+DTYPES = ("float32", "tf32", "bfloat16", "float16")
+"""Forward precisions of :class:`Detector`; ``float32`` reproduces the official numbers."""
+_AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_dtype(dtype: str, device: torch.device) -> None:
+    """Refuse a forward precision that is unknown, or that ``device`` cannot autocast to.
+
+    Raises:
+        ValueError: ``dtype`` is not one of :data:`DTYPES`, or ``device``'s type has no
+            autocast for it (one line).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if dtype in _AUTOCAST and not torch.amp.autocast_mode.is_autocast_available(device.type):
+        raise ValueError(f"dtype {dtype}: torch {torch.__version__} has no autocast on "
+                         f"{device.type}; use float32")
 
 
 def max_size_scale(height: int, width: int, max_size: int) -> float:
@@ -40,10 +59,18 @@ class Detector:
         device: where to run; defaults to the model's device.
         config: post-processing thresholds.
         batch_size: most same-size images per forward.
+        dtype: forward precision, one of :data:`DTYPES`. ``"float32"`` (the default) is the
+            reference. ``"tf32"`` lets CUDA matmuls and convolutions use TensorFloat-32, only
+            while this detector's forward runs (the global flags are restored after); on the
+            CPU it is exactly float32. ``"bfloat16"``/``"float16"`` run the forward under
+            ``torch.autocast(device.type, dtype)`` (the weights stay float32). Post-processing
+            (softmax, decode, NMS, voting) always runs in float32 on the head outputs cast to
+            float32.
     """
 
     def __init__(self, model: nn.Module, *, device: torch.device | str | None = None,
-                 config: PostprocessConfig = DEFAULT_POSTPROCESS, batch_size: int = 8) -> None:
+                 config: PostprocessConfig = DEFAULT_POSTPROCESS, batch_size: int = 8,
+                 dtype: str = "float32") -> None:
         if not isinstance(config, PostprocessConfig):
             raise TypeError(f"config must be a PostprocessConfig, got {type(config).__name__}")
         if batch_size < 1:
@@ -51,6 +78,8 @@ class Detector:
         if device is None:
             device = next(iter(model.parameters())).device
         self.device = torch.device(device)
+        check_dtype(dtype, self.device)
+        self.dtype = dtype
         self.model = model.to(self.device).eval()
         self.config = config
         self.batch_size = batch_size
@@ -81,12 +110,31 @@ class Detector:
             pixels = resize_uint8(pixels, scale)
         return normalize(pixels, self.input_format)
 
+    @contextmanager
+    def _precision(self) -> Iterator[None]:
+        """The forward's precision context (nothing for float32, and for tf32 on the CPU)."""
+        if self.dtype in _AUTOCAST:
+            with torch.autocast(self.device.type, dtype=_AUTOCAST[self.dtype]):
+                yield
+        elif self.dtype == "tf32" and self.device.type == "cuda":
+            matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            try:
+                yield
+            finally:  # other code in the process keeps its own setting
+                torch.backends.cuda.matmul.allow_tf32 = matmul
+                torch.backends.cudnn.allow_tf32 = cudnn
+        else:
+            yield
+
     @torch.inference_mode()
     def _infer(self, batch: Tensor, top_k: int | None) -> list[Tensor]:
         """``[N, 3, H, W]`` network input -> N ``[K, 5]`` detections in input pixels."""
-        out = self.model(batch.to(self.device))
-        return postprocess_shot(out.second, batch.shape[-2:], self.anchor_spec, self.config,
-                                top_k)
+        with self._precision():
+            shot = self.model(batch.to(self.device)).second
+        if shot.loc.dtype != torch.float32:  # post-processing runs in float32 whatever the forward
+            shot = Shot(shot.loc.float(), shot.conf.float(), shot.feature_hw)
+        return postprocess_shot(shot, batch.shape[-2:], self.anchor_spec, self.config, top_k)
 
     def detect_prepared(self, tensors: Sequence[Tensor],
                         sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from jobs.common import CommandError, note, positive_int, score
+from jobs.run import DTYPE_CHOICES, DTYPE_HELP
 
 DEFAULT_MODEL = "shipped"
 DEFAULT_MIN_SCORE = 0.5
@@ -54,6 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "use release-r152:PATH)")
     parser.add_argument("--multiscale", action="store_true",
                         help="the official WIDER FACE multi-scale + flip test with box voting")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32", help=DTYPE_HELP)
     parser.add_argument("--json", action="store_true",
                         help='print [{"image": PATH, "detections": [[x1, y1, x2, y2, score], '
                              '...]}, ...] (images that were read only)')
@@ -109,9 +111,12 @@ def _load(args: argparse.Namespace) -> Any:
         if args.model not in dsfd.MODEL_NAMES:
             raise CommandError("--width applies only to a model given by name")
         model = dsfd.build_model(args.model, width=args.width).to(device).eval()
-        return dsfd.Detector(model, device=device)  # prepare/detect_* as a FaceDetector
+        try:  # prepare/detect_* as a FaceDetector
+            return dsfd.Detector(model, device=device, dtype=args.dtype)
+        except ValueError as exc:
+            raise CommandError(f"--dtype {args.dtype}: {exc}") from exc
     try:
-        detector = open_detector(args.model, device, 1)
+        detector = open_detector(args.model, device, 1, dtype=args.dtype)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise CommandError(str(exc).strip().splitlines()[0]) from exc
     if args.model == DEFAULT_MODEL:

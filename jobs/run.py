@@ -26,6 +26,10 @@ from jobs.common import (
 
 DEFAULT_MODEL = "shipped"
 DEFAULT_SHARD_SIZE = 64
+DTYPE_CHOICES = ("float32", "tf32", "bfloat16", "float16")  # pipeline.detectors.base.DTYPES
+DTYPE_HELP = ("forward precision (default float32, which reproduces the official numbers); "
+              "tf32 differs from float32 only on CUDA; bfloat16/float16 run the forward under "
+              "autocast, post-processing stays float32 (see docs/performance.md)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "shipped small model, trained on the synthetic benchmark only)")
     parser.add_argument("--multiscale", action="store_true",
                         help="the official multi-scale test (11 passes per image)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32", help=DTYPE_HELP)
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="detector actors (default: one per GPU, else one per 4 CPUs; "
                              "clamped to what fits on the cluster, with a note)")
@@ -87,12 +92,12 @@ def input_folders(description: dict[str, Any]) -> list[Path]:
     return []
 
 
-def load_model_description(spec: str) -> dict[str, Any]:
+def load_model_description(spec: str, dtype: str = "float32") -> dict[str, Any]:
     """The model the run will use, loaded once in this process before Ray starts."""
     from pipeline.actors import describe_model
 
     try:
-        return describe_model(spec)
+        return describe_model(spec, dtype)
     except Exception as exc:  # noqa: BLE001 - any failure to load is the user's input
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise CommandError(f"--model {spec}: {lines[0] if lines else type(exc).__name__}") \
@@ -114,13 +119,13 @@ def run_job(args: argparse.Namespace, dataset_spec: str, command: str) -> Any:
     config = RunConfig(model=args.model, multiscale=args.multiscale, max_size=args.max_size,
                        shard_size=args.shard_size,
                        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
-                       keep_score=args.keep_score)
+                       keep_score=args.keep_score, dtype=args.dtype)
     cluster = ClusterConfig(num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
                             num_cpus_per_worker=args.cpus_per_worker,
                             batch_size=args.batch_size,
                             wait_timeout=args.wait_timeout or None)
     description = source.describe()
-    model = load_model_description(args.model)
+    model = load_model_description(args.model, args.dtype)
     run = RunDir.open_for_writing(args.out, inputs=input_folders(description))
     try:
         if args.model == "shipped" and description.get("kind") not in (

@@ -46,6 +46,8 @@ class WorkerSettings:
         batch_size: images per forward pass in single-scale mode.
         use_gpu: run on the GPU Ray assigned to the worker (CUDA must be available).
         keep_score: store only boxes scoring at least this (None: all the detector keeps).
+        dtype: forward precision (``float32``, ``tf32``, ``bfloat16``, ``float16``; see
+            :class:`dsfd.Detector`); detector families other than DSFD take float32 only.
     """
 
     model: str
@@ -57,6 +59,7 @@ class WorkerSettings:
     batch_size: int = 1
     use_gpu: bool = False
     keep_score: float | None = None
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ class ShardWorker:
             if not torch.cuda.is_available():
                 raise RuntimeError("a GPU was assigned to this worker but CUDA is unavailable")
             device = "cuda"
-        self.detector = open_detector(settings.model, device, settings.batch_size)
+        self.detector = open_detector(settings.model, device, settings.batch_size,
+                                      dtype=settings.dtype)
         self.device = device
         self._pool = ThreadPoolExecutor(max(1, settings.decode_threads),
                                         thread_name_prefix="decode")
@@ -244,20 +248,23 @@ class ShardWorker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def describe_model(spec: str) -> dict[str, Any]:
+def describe_model(spec: str, dtype: str = "float32") -> dict[str, Any]:
     """Open ``spec`` on the CPU in this process and return its identity, as a run records it.
+
+    ``dtype`` is checked and recorded (a DSFD identity carries it); ``tf32`` and ``float16``
+    are recorded as asked even though the CPU check runs them as float32 / CPU autocast.
 
     The driver calls this before any actor starts, so bad weights (missing, truncated, another
     architecture, a pickle that would run code) fail once, in one line, without Ray.
 
     Returns:
         The detector's identity (for DSFD: ``{"name", "checksum", "source", "config",
-        "postprocess"}``), JSON-able.
+        "postprocess", "dtype"}``), JSON-able.
 
     Raises:
         ValueError, FileNotFoundError: the spec names no loadable model (one line).
     """
-    return dict(open_detector(spec, "cpu", 1).identity)
+    return dict(open_detector(spec, "cpu", 1, dtype=dtype).identity)
 
 
 def _tables(items: list[_Item]) -> tuple[pa.Table, pa.Table]:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from pipeline.actors import ShardResult, ShardWorker, WorkerSettings, describe_model
 from pipeline.datasets.manifest import ManifestEntry
+from pipeline.detectors.base import DTYPES
 from pipeline.errors import root_cause
 from pipeline.images import DEFAULT_MAX_PIXELS
 from pipeline.progress import Progress
@@ -60,6 +61,8 @@ class RunConfig:
         keep_score: store only boxes scoring at least this (a labelling run's storage
             threshold); None stores every box the detector keeps (score > 0.01, as the
             official evaluation needs).
+        dtype: forward precision, ``float32`` (default, the official numbers), ``tf32``,
+            ``bfloat16`` or ``float16`` (see :class:`dsfd.Detector`).
     """
 
     model: str
@@ -68,6 +71,7 @@ class RunConfig:
     shard_size: int = 64
     max_pixels: int = DEFAULT_MAX_PIXELS
     keep_score: float | None = None
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
@@ -78,6 +82,8 @@ class RunConfig:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels!r}")
         if self.keep_score is not None and not 0.0 <= self.keep_score <= 1.0:
             raise ValueError(f"keep_score must be in [0, 1] or None, got {self.keep_score!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,8 @@ class _WorkerPool:
         self.shards_requeued = 0
         self._idle_since: float | None = None
         self._last_note = 0.0
+        self._started_at = time.monotonic()
+        self._all_started = False
 
     @property
     def actors(self) -> list[Any]:
@@ -325,7 +333,18 @@ class _WorkerPool:
         return out
 
     def _dispatch(self) -> None:
-        """Send queued shards to ready actors, least loaded first."""
+        """Send queued shards to ready actors, least loaded first.
+
+        At the start, shards wait (up to :data:`START_GRACE_S`) until every actor has loaded
+        its model, so the first one up does not take the whole queue; after that, an actor
+        that is not up yet never holds work.
+        """
+        if not self._all_started:
+            if (all(s.ready for s in self.slots)
+                    or time.monotonic() - self._started_at > START_GRACE_S):
+                self._all_started = True
+            else:
+                return
         limit = self._cluster.max_in_flight_per_worker
         while self._queue:
             ready = [i for i, s in enumerate(self.slots) if s.ready and s.load < limit]
@@ -434,7 +453,7 @@ def _run_config(config: RunConfig, model: dict[str, Any],
     """The result-deciding config recorded in run.json and compared on resume."""
     return {"multiscale": config.multiscale, "max_size": config.max_size,
             "max_pixels": config.max_pixels, "shard_size": config.shard_size, "dataset": dataset,
-            "keep_score": config.keep_score,
+            "keep_score": config.keep_score, "dtype": config.dtype,
             "model": {"name": model["name"], "checksum": model["checksum"]},
             "postprocess": model.get("postprocess")}
 
@@ -452,11 +471,12 @@ def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
         model=config.model, multiscale=config.multiscale, max_size=config.max_size,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
         decode_threads=cluster.decode_threads, batch_size=cluster.batch_size,
-        use_gpu=resources.num_gpus > 0, keep_score=config.keep_score)
+        use_gpu=resources.num_gpus > 0, keep_score=config.keep_score, dtype=config.dtype)
     return _WorkerPool(settings, writer, resources, cluster, checksum)
 
 
 WAIT_POLL_S = 2.0  # how often the pool looks up from waiting
+START_GRACE_S = 30.0  # at the start, how long shards wait for every actor to load its model
 NOTE_AFTER_S = 10.0  # idle this long with work queued: say what the run waits for
 NOTE_EVERY_S = 30.0
 
@@ -502,7 +522,7 @@ def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
                                  model=model, retry_errors=retry_errors, progress=progress)
     started, start = _now(), time.perf_counter()
     dataset = source.describe()
-    model = model or describe_model(config.model)
+    model = model or describe_model(config.model, config.dtype)
     run_config = _run_config(config, model, dataset)
     state = run.prepare(run_config, iter_shards(source.iter_manifest(), config.shard_size),
                         retry_errors=retry_errors)

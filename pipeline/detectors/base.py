@@ -40,16 +40,23 @@ class FaceDetector(Protocol):
 
 
 Opener = Callable[[str, str, int], FaceDetector]
+DTYPES = ("float32", "tf32", "bfloat16", "float16")
+"""Forward precisions a run can ask for; ``float32`` is the default and the reference."""
 _FORMS: list[tuple[str, Callable[[str], bool], Opener]] = []
+_DTYPED: set[str] = set()  # forms whose opener also takes ``dtype=``
 
 
-def register_detector(name: str, matches: Callable[[str], bool], opener: Opener) -> None:
+def register_detector(name: str, matches: Callable[[str], bool], opener: Opener, *,
+                      takes_dtype: bool = False) -> None:
     """Register a spec form: ``matches(spec)`` says whether ``opener(spec, device,
     batch_size)`` opens it. Forms are tried in registration order; the DSFD family, which
-    takes names and paths, is tried last."""
+    takes names and paths, is tried last. With ``takes_dtype`` the opener is also given
+    ``dtype=`` (one of :data:`DTYPES`); other forms run float32 only."""
     if any(n == name for n, _, _ in _FORMS):
         raise ValueError(f"detector form {name!r} is already registered")
     _FORMS.append((name, matches, opener))
+    if takes_dtype:
+        _DTYPED.add(name)
 
 
 def _load_builtin() -> None:
@@ -59,17 +66,27 @@ def _load_builtin() -> None:
     import pipeline.detectors.plugins  # noqa: F401 - registers py:MODULE:CALLABLE, entry points
 
 
-def open_detector(spec: str, device: str = "cpu", batch_size: int = 1) -> FaceDetector:
-    """Open the detector a model spec names, on ``device``.
+def open_detector(spec: str, device: str = "cpu", batch_size: int = 1, *,
+                  dtype: str = "float32") -> FaceDetector:
+    """Open the detector a model spec names, on ``device``, with forward precision ``dtype``.
 
     Raises:
-        ValueError, FileNotFoundError: the spec names no detector (one line).
+        ValueError, FileNotFoundError: the spec names no detector, or its family does not run
+            ``dtype`` (one line).
     """
     _load_builtin()
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     ordered = [f for f in _FORMS if f[0] != "dsfd"] + [f for f in _FORMS if f[0] == "dsfd"]
-    for _, matches, opener in ordered:
-        if matches(spec):
-            return opener(spec, device, batch_size)
+    for name, matches, opener in ordered:
+        if not matches(spec):
+            continue
+        if name in _DTYPED:
+            return opener(spec, device, batch_size, dtype=dtype)  # type: ignore[call-arg]
+        if dtype != "float32":
+            raise ValueError(f"model {spec!r}: the {name} detector family runs float32 only, "
+                             f"not dtype {dtype}")
+        return opener(spec, device, batch_size)
     raise ValueError(f"model {spec!r}: no detector family takes this spec")

@@ -21,21 +21,25 @@ class DsfdFaceDetector:
         spec: the model spec (``dsfd.load_model``'s forms).
         device: ``"cpu"`` or ``"cuda"``.
         batch_size: most same-size images per forward.
+        dtype: forward precision (see :class:`dsfd.Detector`); part of the identity, so a run
+            resumed with another dtype is refused.
     """
 
-    def __init__(self, spec: str, device: str = "cpu", batch_size: int = 1) -> None:
+    def __init__(self, spec: str, device: str = "cpu", batch_size: int = 1, *,
+                 dtype: str = "float32") -> None:
         import torch
 
         import dsfd
 
         torch.manual_seed(0)  # a random-init model (a bare name) is then the same everywhere
         model, info = dsfd.load_model(spec, map_location=device)
-        self.detector = dsfd.Detector(model, device=device, batch_size=batch_size)
+        self.detector = dsfd.Detector(model, device=device, batch_size=batch_size, dtype=dtype)
         self.device = device
         checksum = info.checksum or f"{info.source}:{_state_checksum(model)}"
         self.identity: dict[str, Any] = {
             "name": info.name, "checksum": checksum, "source": info.source,
-            "config": info.config.to_dict(), "postprocess": asdict(self.detector.config)}
+            "config": info.config.to_dict(), "postprocess": asdict(self.detector.config),
+            "dtype": dtype}
 
     def prepare(self, pixels: np.ndarray, *, max_size: int | None) -> Any:
         return self.detector.prepare(pixels, max_size=max_size)
@@ -62,4 +66,4 @@ def _state_checksum(model: Any) -> str:
     return digest.hexdigest()
 
 
-register_detector("dsfd", lambda spec: True, DsfdFaceDetector)
+register_detector("dsfd", lambda spec: True, DsfdFaceDetector, takes_dtype=True)

@@ -62,7 +62,8 @@ def test_two_workers_match_the_detector_in_process_then_resume_and_refuse(
     record = json.loads((run_dir / "run.json").read_text())
     plan = dict(record["plan"])
     assert len(plan.pop("manifest_digest")) == 32
-    assert plan == {"shard_size": 5, "num_shards": 3, "num_images": 12, "complete": True}
+    assert plan == {"shard_size": 5, "num_shards": 3, "num_images": 12, "complete": True,
+                    "limit": None}
     assert set(record["versions"]) >= {"torch", "ray", "pyarrow", "numpy", "python"}
     assert record["config"]["model"]["checksum"] == record["model"]["checksum"]
     assert len(record["model"]["checksum"]) == 64
