@@ -73,8 +73,10 @@ def test_a_lost_nodes_shards_are_run_by_the_live_actor(
         raise box["error"]
     finish_s = time.monotonic() - removed_at
     summary = box["summary"]
-    # the lost actor held shards when its node went: they were run by the other actor
-    assert landed < 10 and summary.shards_requeued >= 1, (landed, summary)
+    # the removed node's actor cannot come back (no free CPU anywhere): had its queued shards
+    # waited for it, the run would never end; the live actor ran them (shards_requeued counts
+    # them when the node went down with shards in flight; how many depends on the timing)
+    assert landed < 10, (landed, summary)
     assert summary.num_images == 12 and summary.num_errors == 0
     run = RunDir.open(run_dir)
     assert sorted(run.images()["image_id"].to_pylist()) == sorted(
