@@ -133,6 +133,9 @@ def init_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # the shards still in flight when a run stops on an error (a full disk) fail as their
+    # actors are killed; their errors are not the run's, which was already reported in one line
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
