@@ -53,18 +53,19 @@ def write_image_sizes_tsv(
 def read_image_sizes_from_dir(
     image_dir: str | os.PathLike[str], image_ids: Sequence[str], ext: str = IMAGE_EXT
 ) -> dict[str, tuple[int, int]]:
-    """Sizes of ``image_dir/<image_id><ext>`` read from the file headers (Pillow, no decode).
+    """Sizes of ``image_dir/<image_id><ext>`` read from the file headers (no decode), by the
+    project's one decoder (:func:`pipeline.images.read_image_size`: the frame of the boxes).
 
     Raises:
         FileNotFoundError: an image is missing (the official program needs every image too).
+        pipeline.images.ImageReadError: an image cannot be read (one line naming it).
     """
-    from PIL import Image
+    from pipeline.images import read_image_size
 
     sizes: dict[str, tuple[int, int]] = {}
     for image_id in image_ids:
         path = Path(image_dir) / f"{image_id}{ext}"
         if not path.is_file():
             raise FileNotFoundError(f"image of {image_id!r} not found: {path}")
-        with Image.open(path) as img:
-            sizes[image_id] = (int(img.width), int(img.height))
+        sizes[image_id] = read_image_size(str(path))
     return sizes
