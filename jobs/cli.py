@@ -37,7 +37,8 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
     ),
     "export": (
         "export a run's detections to a label or submission format",
-        {name: ("jobs.export", get_exporter(name).description) for name in exporter_names()},
+        {**{name: ("jobs.export", get_exporter(name).description) for name in exporter_names()},
+         "onnx": ("jobs.export_onnx", "a DSFD model as an ONNX file (dynamic height and width)")},
     ),
 }
 

@@ -3,13 +3,16 @@
     dsfd eval fddb --pred RUN_DIR|DET_FILE --annotations FILE_OR_FOLDS_DIR
                    --sizes IMG_DIR|SIZES_TSV [--det-format rect|ellipse]
                    [--ellipse identity|s3fd|FILE.json] --out PREFIX [--fp-budget 1000]
-                   [--fit-ellipse OUT.json] [--image-ext .jpg] [--bootstrap N [--seed S]]
+                   [--fit-ellipse OUT.json] [--image-ext .jpg]
+                   [--bootstrap N [--seed S] [--compare RUN_B]]
 
 Writes ``PREFIXDiscROC.txt`` and ``PREFIXContROC.txt`` (byte-identical to the official
 ``evaluate -r PREFIX``) and ``PREFIXfddb.json`` (the resolved settings, the TPR at the
 budget and the annotated images without a prediction), and prints the TPR at the
 false-positive budget for both curves; with ``--bootstrap N`` also a 95% interval of each
-(images resampled, :mod:`reports.fddb.bootstrap`), in the JSON under ``bootstrap``.
+(images resampled, :mod:`reports.fddb.bootstrap`, from the evaluation's own per-image entries)
+and, with ``--compare RUN_B``, the paired difference TPR(--pred) - TPR(RUN_B) with its interval
+and p-value, in the JSON under ``bootstrap``.
 Annotated images a run directory never covered count as missed faces; their number is printed
 on stderr. Loads neither torch nor Ray.
 """
@@ -77,6 +80,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(1000 is usual; the TPRs and ROC files are unchanged)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (0)")
+    parser.add_argument(
+        "--compare",
+        metavar="RUN_B",
+        help="with --bootstrap: paired bootstrap of TPR(--pred) - TPR(RUN_B) on the same "
+        "images (RUN_B read and converted as --pred)",
+    )
 
 
 def _load_detections(pred: Path, det_format: DetFormat) -> Detections:
@@ -179,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bootstrap is not None and args.bootstrap < 1:
         raise CommandError(f"--bootstrap {args.bootstrap}: need at least 1 replicate")
+    if args.compare is not None and args.bootstrap is None:
+        raise CommandError("--compare needs --bootstrap N (the number of replicates)")
     annotations = load_annotations(args.annotations)
     image_ids = [a.image_id for a in annotations]
     detections = _load_detections(Path(args.pred), args.det_format)
@@ -191,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                           ellipse=args.ellipse, fp_budget=args.fp_budget)
     boot = None
     if args.bootstrap is not None:
-        boot = _bootstrap(args, annotations, detections, sizes)
+        boot = _bootstrap(args, result, annotations, sizes)
     disc_path, cont_path = write_roc(args.out, result.roc)
     _write_summary(args, result, (disc_path, cont_path), boot)
     _note_missing_images(result.images_without_prediction, result.num_images)
@@ -206,28 +217,52 @@ def run(args: argparse.Namespace) -> int:
 
 def _bootstrap(
     args: argparse.Namespace,
+    result: FddbResult,
     annotations: list[FddbImage],
-    detections: Detections,
     sizes: dict[str, tuple[int, int]],
 ) -> dict:
-    """``--bootstrap N``: every image evaluated once more for its own entries, then N
-    resamplings; the ``bootstrap`` entry of ``PREFIXfddb.json`` (NaN as null)."""
-    from reports.fddb.bootstrap import bootstrap_interval, bootstrap_state
-    from reports.fddb.ellipse import load_rect_to_ellipse
+    """``--bootstrap N``: N resamplings of the evaluation's own per-image entries and, with
+    ``--compare``, the paired differences; the ``bootstrap`` entry of ``PREFIXfddb.json`` (NaN
+    as null)."""
+    from reports.fddb import evaluate_run
+    from reports.fddb.bootstrap import (
+        bootstrap_interval,
+        bootstrap_state_from_result,
+        paired_bootstrap,
+    )
 
-    to_ellipse = load_rect_to_ellipse(args.ellipse)
-    state = bootstrap_state(annotations, detections, sizes, args.det_format, to_ellipse,
-                            fp_budget=args.fp_budget)
+    state = bootstrap_state_from_result(result)
     level = 0.95
     intervals = bootstrap_interval(state, args.bootstrap, seed=args.seed, level=level)
-    return {
+    doc: dict = {
         "replicates": args.bootstrap,
         "seed": args.seed,
         "level": level,
         "resampled": "images",
         "held_fixed": "global threshold grid (the point estimate's scores)",
-        "intervals": {m: [None if x != x else x for x in iv] for m, iv in intervals.items()},
+        "intervals": {m: [_null(x) for x in iv] for m, iv in intervals.items()},
     }
+    if args.compare is not None:
+        detections_b = _load_detections(Path(args.compare), args.det_format)
+        result_b = evaluate_run(detections_b, annotations, sizes=sizes,
+                                det_format=args.det_format, ellipse=args.ellipse,
+                                fp_budget=args.fp_budget)
+        try:
+            paired = paired_bootstrap(state, bootstrap_state_from_result(result_b),
+                                      args.bootstrap, seed=args.seed, level=level)
+        except ValueError as exc:
+            raise CommandError(f"--compare {args.compare}: {exc}") from None
+        doc["compare"] = {
+            "run_b": str(args.compare),
+            "tpr_b": {"tpr_disc": _null(result_b.tpr_disc), "tpr_cont": _null(result_b.tpr_cont)},
+            "diff": {m: {"diff": _null(d["diff"]), "interval": [_null(x) for x in d["interval"]],
+                         "p_value": _null(d["p_value"])} for m, d in paired.items()},
+        }
+    return doc
+
+
+def _null(x: float) -> float | None:
+    return None if x != x else float(x)  # NaN -> null
 
 
 def _print_bootstrap(result: FddbResult, boot: dict, budget: str) -> None:
@@ -242,3 +277,13 @@ def _print_bootstrap(result: FddbResult, boot: dict, budget: str) -> None:
     ):
         lo, hi = ("nan" if x is None else f"{x:.4f}" for x in boot["intervals"][metric])
         print(f"  {name:<10} TPR@{budget}FP {value:.4f} [{lo}, {hi}]")
+    if "compare" in boot:
+        cmp = boot["compare"]
+        print(f"paired bootstrap: TPR(--pred) - TPR({cmp['run_b']}), "
+              f"{boot['level'] * 100:g}% interval, p-value")
+        for name, metric in (("discrete", "tpr_disc"), ("continuous", "tpr_cont")):
+            d = cmp["diff"][metric]
+            diff, lo, hi, b = ("nan" if x is None else f"{x:+.4f}"
+                               for x in (d["diff"], *d["interval"], cmp["tpr_b"][metric]))
+            p = "nan" if d["p_value"] is None else f"{d['p_value']:.3g}"
+            print(f"  {name:<10} {diff} [{lo}, {hi}] p={p}  (B: {b.lstrip('+')})")

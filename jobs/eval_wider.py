@@ -129,19 +129,26 @@ def _check_bootstrap_args(args: argparse.Namespace) -> None:
 
 
 def _evaluate_with_bootstrap(args: argparse.Namespace) -> tuple[WiderResult, dict]:
-    """The official result (predictions read once, then evaluated as without ``--bootstrap``)
-    and the ``bootstrap`` entry of the JSON document: per-image tables, the intervals and,
-    with ``--compare``, the paired differences (intervals as [lo, hi], NaN as null)."""
+    """The official result (predictions read and evaluated once, as without ``--bootstrap``,
+    keeping each image's tables on the way) and the ``bootstrap`` entry of the JSON document:
+    the intervals and, with ``--compare``, the paired differences (intervals as [lo, hi], NaN
+    as null)."""
     import numpy as np
 
     from reports.wider import evaluate_run, load_ground_truth, load_predictions
-    from reports.wider.bootstrap import bootstrap_interval, bootstrap_state, paired_bootstrap
+    from reports.wider.bootstrap import (
+        BootstrapCollector,
+        bootstrap_interval,
+        bootstrap_state,
+        paired_bootstrap,
+    )
 
     gt = load_ground_truth(args.gt)
     pred = load_predictions(args.pred, gt, args.flavour)
+    collector = BootstrapCollector(len(gt), args.flavour)
     result = evaluate_run(pred, gt, args.flavour, attributes=args.attributes,
-                          target_precision=args.precision)
-    state = bootstrap_state(pred, gt)
+                          target_precision=args.precision, per_image=collector.add)
+    state = collector.state()
     point = state.point_estimate()
     if not all(np.array_equal(point[s], result.ap[s], equal_nan=True) for s in result.ap):
         raise CommandError(f"internal error: per-image tables give {point}, not {result.ap}")

@@ -33,6 +33,7 @@ import numpy as np
 from pipeline.datasets.wider import SETTINGS, WiderGroundTruth
 from pipeline.rundir import RunDir
 from reports.fddb import FddbResult
+from reports.tables import RunBootstrap
 from reports.wider import FLAVOURS, MATLAB, WiderResult
 
 FP_BUDGET = 1000.0
@@ -130,8 +131,10 @@ def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> R
 # ----------------------------------------------------------------------------- figures
 
 
-def _figures(reports: list[RunReport], fig_dir: Path) -> dict[str, list[Path]]:
-    """Write every figure; returns section -> PNG paths (PDFs are written beside them)."""
+def _figures(reports: list[RunReport], fig_dir: Path,
+             boots: list[RunBootstrap] | None = None) -> dict[str, list[Path]]:
+    """Write every figure; returns section -> PNG paths (PDFs are written beside them). With
+    ``boots``, the curves carry their runs' 95% pointwise bootstrap bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,12 +154,16 @@ def _figures(reports: list[RunReport], fig_dir: Path) -> dict[str, list[Path]]:
     for flavour in FLAVOURS:
         methods = {r.name: r.wider[flavour.name] for r in reports if flavour.name in r.wider}
         if methods:
-            fig, _ = plot_wider_pr(methods)
+            bands = ({r.name: b.wider_bands.get(flavour.name, {})
+                      for r, b in zip(reports, boots, strict=True)} if boots else None)
+            fig, _ = plot_wider_pr(methods, bands=bands)
             out["pr"].append(save_figure(fig, fig_dir / f"wider_pr_{flavour.name}")[0])
             plt.close(fig)  # type: ignore[arg-type]
     curves = {f"{r.name}: {label}": res.roc for r in reports for label, res in r.fddb.items()}
     if curves:
-        written = save_fddb_roc_figures(curves, fig_dir, fp_budget=FP_BUDGET)
+        roc_bands = ({f"{r.name}: {label}": band for r, b in zip(reports, boots, strict=True)
+                      for label, band in b.fddb_bands.items()} if boots else None)
+        written = save_fddb_roc_figures(curves, fig_dir, fp_budget=FP_BUDGET, bands=roc_bands)
         out["roc"] = [p for p in written if p.suffix == ".png"]
     for k, r in enumerate(reports):
         if r.gt is None:
@@ -431,7 +438,9 @@ def write_report(
         out_dir: the report folder (created).
         anchors_dir: an output folder of ``dsfd anchors`` to include, or None.
         names: display names (default: the folder names).
-        bootstrap: replicates of the WIDER AP intervals in the comparison table (0: none).
+        bootstrap: replicates of the bootstrap (0: none): intervals in the tables (WIDER AP,
+            FDDB TPR), 95% pointwise bands on the PR and ROC curves, paired differences of
+            each run against the first when they share images.
 
     Returns:
         (html path, markdown path, the per-run reports).
@@ -449,10 +458,11 @@ def write_report(
     trainings = [summarize_training(d, n) for d, n in named if is_training_dir(d)]
     reports = [summarize_run(d, n) for d, n in named if not is_training_dir(d)]
     out.mkdir(parents=True, exist_ok=True)  # only once every run has been read
-    figures = _figures(reports, out / "figures")
-    from reports.tables import write_comparison
+    from reports.tables import run_bootstraps, write_comparison
 
-    comparison = write_comparison(reports, out, bootstrap=bootstrap)
+    boots = run_bootstraps(reports, bootstrap) if bootstrap else None
+    figures = _figures(reports, out / "figures", boots)
+    comparison = write_comparison(reports, out, bootstrap=bootstrap, boots=boots)
     figures["speed"] = [] if comparison.speed_png is None else [comparison.speed_png]
     figures["training"] = [p for k, t in enumerate(trainings)
                            if (p := training_figure(t, out / "figures", k)) is not None]

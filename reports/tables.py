@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -122,6 +122,108 @@ def wider_intervals(reports: Sequence[RunReport], num_replicates: int, *, seed: 
     return out
 
 
+@dataclass
+class RunBootstrap:
+    """One run's bootstrap: intervals and curve bands (WIDER matlab AP, FDDB TPR per
+    conversion) and the per-image states they came from (for paired differences)."""
+
+    wider_intervals: RunIntervals
+    wider_bands: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+    fddb_intervals: dict[str, dict[str, Interval]]
+    fddb_bands: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+    wider_states: dict[str, Any]
+    fddb_states: dict[str, Any]
+
+
+def run_bootstraps(reports: Sequence[RunReport], num_replicates: int, *, seed: int = 0,
+                   level: float = 0.95) -> list[RunBootstrap]:
+    """Each run's intervals and pointwise curve bands from ``num_replicates`` image
+    resamplings (the same seed for every run, so two runs on the same images are paired).
+
+    WIDER: the matlab flavour's tables (:func:`wider_intervals`), PR bands
+    (:func:`reports.wider.bootstrap.pr_bands`); FDDB: the evaluation's own per-image entries
+    (:func:`reports.fddb.bootstrap.bootstrap_state_from_result`), ROC bands
+    (:func:`reports.fddb.bootstrap.roc_bands`).
+    """
+    from reports.fddb import bootstrap as fddb_bs
+    from reports.wider import bootstrap_state, load_predictions
+    from reports.wider.bootstrap import bootstrap_interval, pr_bands
+
+    out = []
+    for r in reports:
+        boot = RunBootstrap({}, {}, {}, {}, {}, {})
+        name = MATLAB.name
+        if r.gt is not None and name in r.wider:
+            state = bootstrap_state(load_predictions(r.run_dir, r.gt, name), r.gt)
+            boot.wider_states[name] = state
+            boot.wider_intervals[name] = bootstrap_interval(state, num_replicates, seed=seed,
+                                                            level=level)
+            boot.wider_bands[name] = pr_bands(state, num_replicates, seed=seed, level=level)
+        for label, res in r.fddb.items():
+            fddb_state = fddb_bs.bootstrap_state_from_result(res)
+            boot.fddb_states[label] = fddb_state
+            boot.fddb_intervals[label] = fddb_bs.bootstrap_interval(
+                fddb_state, num_replicates, seed=seed, level=level)
+            boot.fddb_bands[label] = fddb_bs.roc_bands(fddb_state, num_replicates, seed=seed,
+                                                       level=level)
+        out.append(boot)
+    return out
+
+
+def paired_table(reports: Sequence[RunReport], boots: Sequence[RunBootstrap],
+                 num_replicates: int, *, seed: int = 0,
+                 level: float = 0.95) -> GroupedTable | None:
+    """Paired bootstrap differences of each later run against the first (same images in the
+    same order only): WIDER AP (matlab) per setting and FDDB TPR per conversion, each with
+    its interval and two-sided p-value; None when no pair shares images."""
+    from reports.fddb import bootstrap as fddb_bs
+    from reports.wider.bootstrap import paired_bootstrap
+
+    if len(reports) < 2:
+        return None
+    base, base_boot = reports[0], boots[0]
+    labels = [label for label in base_boot.fddb_states]
+    groups: list[tuple[str, tuple[str, ...]]] = [
+        ("WIDER AP matlab", tuple(x for s in SETTINGS for x in (s, f"{s} p")))]
+    groups += [(f"FDDB {label}", ("discrete", "discrete p", "continuous", "continuous p"))
+               for label in labels]
+    rows = []
+    for r, boot in zip(reports[1:], boots[1:], strict=True):
+        cells: list[Cell] = []
+        shared = False
+        a, b = base_boot.wider_states.get(MATLAB.name), boot.wider_states.get(MATLAB.name)
+        if a is not None and b is not None and a.image_ids == b.image_ids:
+            shared = True
+            diff = paired_bootstrap(a, b, num_replicates, seed=seed, level=level)
+            for s in SETTINGS:
+                cells += [Cell(diff[s]["diff"], _finite(diff[s]["interval"])),
+                          Cell(diff[s]["p_value"])]
+        else:
+            cells += [Cell(text="n/a")] * (2 * len(SETTINGS))
+        for label in labels:
+            fa, fb = base_boot.fddb_states.get(label), boot.fddb_states.get(label)
+            if fa is not None and fb is not None and fa.image_ids == fb.image_ids:
+                shared = True
+                diff = fddb_bs.paired_bootstrap(fa, fb, num_replicates, seed=seed, level=level)
+                for m in fddb_bs.METRICS:
+                    cells += [Cell(diff[m]["diff"], _finite(diff[m]["interval"])),
+                              Cell(diff[m]["p_value"])]
+            else:
+                cells += [Cell(text="n/a")] * 4
+        if shared:
+            rows.append((f"{base.name} - {r.name}", _num_images(r), tuple(cells)))
+    if not rows:
+        return None
+    return GroupedTable(groups=tuple(groups), rows=tuple(rows),
+                        note=f"paired bootstrap ({num_replicates} replicates): first run minus "
+                             "each other run on the same images, [95% interval], p-value")
+
+
+def _num_images(r: RunReport) -> int:
+    res = next(iter(r.wider.values()), None) or next(iter(r.fddb.values()), None)
+    return res.num_images if res is not None else r.num_images
+
+
 # ----------------------------------------------------------------------------- tables
 
 
@@ -153,25 +255,31 @@ def ap_table(reports: Sequence[RunReport],
                         note=note)
 
 
-def fddb_table(reports: Sequence[RunReport]) -> GroupedTable | None:
-    """FDDB TPR at the false-positive budget, one row per run with FDDB results."""
+def fddb_table(reports: Sequence[RunReport],
+               boots: Sequence[RunBootstrap] | None = None) -> GroupedTable | None:
+    """FDDB TPR at the false-positive budget, one row per run with FDDB results (with each
+    run's bootstrap intervals when ``boots`` is given)."""
     labels: list[str] = []
     for r in reports:
         labels += [label for label in r.fddb if label not in labels]
     rows = []
-    for r in reports:
+    for k, r in enumerate(reports):
         if not r.fddb:
             continue
         cells = []
         for label in labels:
             res = r.fddb.get(label)
-            cells += [Cell(None if res is None else res.tpr_disc),
-                      Cell(None if res is None else res.tpr_cont)]
+            iv = boots[k].fddb_intervals.get(label, {}) if boots is not None else {}
+            cells += [Cell(None if res is None else res.tpr_disc, _finite(iv.get("tpr_disc"))),
+                      Cell(None if res is None else res.tpr_cont, _finite(iv.get("tpr_cont")))]
         rows.append((r.name, next(iter(r.fddb.values())).num_images, tuple(cells)))
     if not rows:
         return None
+    note = f"FDDB {FP_BUDGET_LABEL}"
+    if boots is not None:
+        note += "; [95% bootstrap interval over images]"
     return GroupedTable(groups=tuple((label, ("discrete", "continuous")) for label in labels),
-                        rows=tuple(rows), note=f"FDDB {FP_BUDGET_LABEL}")
+                        rows=tuple(rows), note=note)
 
 
 def table_csv(table: GroupedTable, path: str | os.PathLike[str]) -> Path:
@@ -316,6 +424,7 @@ class Comparison:
         intervals: per run (aligned with the reports), flavour -> setting -> (lo, hi).
         files: every file written.
         speed_png: the accuracy/speed figure (PNG; a PDF beside it), None without points.
+        paired: paired differences against the first run (:func:`paired_table`), or None.
     """
 
     ap: GroupedTable | None
@@ -323,6 +432,7 @@ class Comparison:
     intervals: tuple[RunIntervals, ...]
     files: tuple[Path, ...]
     speed_png: Path | None
+    paired: GroupedTable | None = None
 
     def markdown(self) -> str:
         """The comparison section of ``report.md`` (empty without tables)."""
@@ -331,6 +441,8 @@ class Comparison:
             parts += ["## Comparison: WIDER FACE AP", "", table_markdown(self.ap)]
         if self.fddb is not None:
             parts += [f"## Comparison: FDDB {FP_BUDGET_LABEL}", "", table_markdown(self.fddb)]
+        if self.paired is not None:
+            parts += ["## Paired differences", "", table_markdown(self.paired)]
         return "\n".join(parts)
 
     def html(self) -> str:
@@ -341,11 +453,14 @@ class Comparison:
             parts += ["<h2>Comparison: WIDER FACE AP</h2>", table_html(self.ap)]
         if self.fddb is not None:
             parts += [f"<h2>Comparison: FDDB {FP_BUDGET_LABEL}</h2>", table_html(self.fddb)]
+        if self.paired is not None:
+            parts += ["<h2>Paired differences</h2>", table_html(self.paired)]
         return "\n".join(parts)
 
 
 def write_comparison(reports: Sequence[RunReport], out_dir: str | os.PathLike[str], *,
-                     bootstrap: int = 0, seed: int = 0, level: float = 0.95) -> Comparison:
+                     bootstrap: int = 0, seed: int = 0, level: float = 0.95,
+                     boots: Sequence[RunBootstrap] | None = None) -> Comparison:
     """Write the tables (CSV, LaTeX), the curves (CSV) and the speed figure and CSV.
 
     Args:
@@ -355,6 +470,7 @@ def write_comparison(reports: Sequence[RunReport], out_dir: str | os.PathLike[st
         bootstrap: replicates of the WIDER AP intervals (matlab flavour); 0: no intervals.
         seed: seed of the resampling.
         level: coverage of the intervals.
+        boots: the runs' bootstrap (:func:`run_bootstraps`) when already computed.
 
     Raises:
         ValueError: ``bootstrap`` negative.
@@ -362,11 +478,16 @@ def write_comparison(reports: Sequence[RunReport], out_dir: str | os.PathLike[st
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise ValueError(f"bootstrap must be a replicate count >= 0, got {bootstrap!r}")
     out = Path(out_dir)
-    intervals = (wider_intervals(reports, bootstrap, seed=seed, level=level) if bootstrap
+    if bootstrap and boots is None:
+        boots = run_bootstraps(reports, bootstrap, seed=seed, level=level)
+    intervals = ([b.wider_intervals for b in boots] if bootstrap and boots is not None
                  else [{} for _ in reports])
     files: list[Path] = []
-    ap, fddb = ap_table(reports, intervals), fddb_table(reports)
-    for stem, table in (("ap_table", ap), ("fddb_table", fddb)):
+    ap = ap_table(reports, intervals)
+    fddb = fddb_table(reports, boots if bootstrap else None)
+    paired = (paired_table(reports, boots, bootstrap, seed=seed, level=level)
+              if bootstrap and boots is not None else None)
+    for stem, table in (("ap_table", ap), ("fddb_table", fddb), ("paired_table", paired)):
         if table is not None:
             files.append(table_csv(table, out / f"{stem}.csv"))
             (tex := out / f"{stem}.tex").write_text(table_latex(table))
@@ -388,7 +509,7 @@ def write_comparison(reports: Sequence[RunReport], out_dir: str | os.PathLike[st
         files += saved
         speed_png = saved[0]
     return Comparison(ap=ap, fddb=fddb, intervals=tuple(intervals), files=tuple(files),
-                      speed_png=speed_png)
+                      speed_png=speed_png, paired=paired)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -62,6 +62,7 @@ def register_detector(name: str, matches: Callable[[str], bool], opener: Opener,
 def _load_builtin() -> None:
     # registration order is the order specs are tried; open_detector tries DSFD last
     import pipeline.detectors.dsfd_family  # noqa: F401 - registers the DSFD family
+    import pipeline.detectors.onnx  # noqa: F401 - registers onnx:PATH
     import pipeline.detectors.opencv_haar  # noqa: F401 - registers opencv-haar
     import pipeline.detectors.plugins  # noqa: F401 - registers py:MODULE:CALLABLE, entry points
 

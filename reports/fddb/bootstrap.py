@@ -26,17 +26,17 @@ Intervals are percentile intervals; the paired bootstrap uses the same weights f
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.datasets.fddb import FddbImage, check_same_images
-from reports.fddb.evaluate import RectToEllipse
+from pipeline.datasets.fddb import FddbImage
+from reports.fddb.evaluate import FddbResult, RectToEllipse, evaluate_images
 from reports.fddb.inputs import Detections, Sizes
 from reports.fddb.overlap import RegionKind
-from reports.fddb.roc import DEFAULT_FP_BUDGET, ImageRoc, evaluate_image
+from reports.fddb.roc import DEFAULT_FP_BUDGET, ImageRoc
 from reports.wider.bootstrap import (
     check_num_replicates,
     first_difference,
@@ -51,9 +51,11 @@ __all__ = [
     "bootstrap_interval",
     "bootstrap_replicates",
     "bootstrap_state",
+    "bootstrap_state_from_result",
     "bootstrap_state_from_rocs",
     "image_rocs",
     "paired_bootstrap",
+    "roc_bands",
 ]
 
 METRICS = ("tpr_disc", "tpr_cont")
@@ -164,21 +166,13 @@ def image_rocs(
 ) -> list[ImageRoc]:
     """Each annotated image's entries, read as :func:`reports.fddb.evaluate_fddb` reads them
     (same arguments; an image missing from a ``detections`` mapping has no detections)."""
-    if not isinstance(detections, Mapping):
-        check_same_images(annotations, detections, "detections")
-    rocs = []
-    for k, image in enumerate(annotations):
-        if image.image_id not in sizes:
-            raise ValueError(f"no image size for {image.image_id!r}")
-        width, height = sizes[image.image_id]
-        det = detections.get(image.image_id) if isinstance(detections, Mapping) else detections[k]
-        regions = det.regions if det is not None else np.zeros((0, 4))
-        scores = det.scores if det is not None else np.zeros(0)
-        kind = det_kind
-        if to_ellipse is not None and det_kind == "rect":
-            regions, kind = to_ellipse(np.asarray(regions).reshape(-1, 4)), "ellipse"
-        rocs.append(evaluate_image(image.ellipses, regions, scores, kind, width, height))
-    return rocs
+    return evaluate_images(annotations, detections, sizes, det_kind, to_ellipse)[0]
+
+
+def bootstrap_state_from_result(result: FddbResult) -> FddbBootstrapState:
+    """The bootstrap state of an evaluation's own per-image entries (no image evaluated
+    again)."""
+    return bootstrap_state_from_rocs(result.image_ids, result.image_rocs, result.fp_budget)
 
 
 def bootstrap_state(
@@ -255,3 +249,31 @@ def paired_bootstrap(
     return {
         m: paired_summary(point_a[m] - point_b[m], np.asarray(diffs[m]), level) for m in METRICS
     }
+
+
+def roc_bands(
+    state: FddbBootstrapState, n: int, seed: int | None = 0, level: float = 0.95
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pointwise percentile band of the discrete and continuous ROC.
+
+    At each point of the global threshold grid (the point curve's points, same order as
+    :class:`reports.fddb.FddbRoc`'s arrays), the central ``level`` interval of the TPR over
+    ``n`` replicates (the draws of :func:`bootstrap_interval` with the same seed); drawn
+    against the point curve's false-positive count there.
+
+    Returns:
+        ``tpr_disc`` / ``tpr_cont`` -> (lo, hi), each (G,) float64.
+    """
+    check_num_replicates(n, level)
+    disc = np.empty((n, state.num_points))
+    cont = np.empty((n, state.num_points))
+    r = 0
+    for weights in multinomial_weights(state.num_images, n, seed):
+        for w in weights:
+            tp_disc, _, tp_cont, faces = state.curve(w)
+            scale = 1.0 / faces if faces else 0.0
+            disc[r], cont[r] = tp_disc * scale, tp_cont * scale
+            r += 1
+    alpha = (1.0 - level) / 2.0
+    return {m: tuple(np.quantile(v, [alpha, 1.0 - alpha], axis=0))  # type: ignore[misc]
+            for m, v in (("tpr_disc", disc), ("tpr_cont", cont))}

@@ -29,11 +29,54 @@ from reports.fddb.inputs import (
     sizes_from_run_dir,
 )
 from reports.fddb.overlap import RegionKind
-from reports.fddb.roc import DEFAULT_FP_BUDGET, FddbRoc, evaluate_image, merge_image_rocs, tpr_at_fp
+from reports.fddb.roc import (
+    DEFAULT_FP_BUDGET,
+    FddbRoc,
+    ImageRoc,
+    evaluate_image,
+    merge_image_rocs,
+    tpr_at_fp,
+)
 
-__all__ = ["FddbResult", "RectToEllipse", "evaluate_fddb", "evaluate_run"]
+__all__ = ["FddbResult", "RectToEllipse", "evaluate_fddb", "evaluate_images", "evaluate_run"]
 
 RectToEllipse = Callable[[np.ndarray], np.ndarray]
+
+
+def evaluate_images(
+    annotations: Sequence[FddbImage],
+    detections: Detections,
+    sizes: Sizes,
+    det_kind: RegionKind,
+    to_ellipse: RectToEllipse | None = None,
+) -> tuple[list[ImageRoc], tuple[str, ...]]:
+    """Each annotated image's own ROC entries (overlaps and the official matching), once.
+
+    Takes the arguments of :func:`evaluate_fddb`. Returns the entries in list order and the
+    annotated images absent from a ``detections`` mapping; :func:`evaluate_fddb` merges the
+    entries, the bootstrap (:mod:`reports.fddb.bootstrap`) resamples them.
+    """
+    if not isinstance(detections, Mapping):
+        check_same_images(annotations, detections, "detections")
+    rocs = []
+    missing = []
+    for k, image in enumerate(annotations):
+        if image.image_id not in sizes:
+            raise ValueError(f"no image size for {image.image_id!r}")
+        width, height = sizes[image.image_id]
+        if isinstance(detections, Mapping):
+            det = detections.get(image.image_id)
+            if det is None:
+                missing.append(image.image_id)
+        else:
+            det = detections[k]
+        regions = det.regions if det is not None else np.zeros((0, 4))
+        scores = det.scores if det is not None else np.zeros(0)
+        kind = det_kind
+        if to_ellipse is not None and det_kind == "rect":
+            regions, kind = to_ellipse(np.asarray(regions).reshape(-1, 4)), "ellipse"
+        rocs.append(evaluate_image(image.ellipses, regions, scores, kind, width, height))
+    return rocs, tuple(missing)
 
 
 def evaluate_fddb(
@@ -59,27 +102,8 @@ def evaluate_fddb(
         The merged ROC, with the annotated images absent from a ``detections`` mapping (a
         detection file lists every image, or is refused).
     """
-    if not isinstance(detections, Mapping):
-        check_same_images(annotations, detections, "detections")
-    rocs = []
-    missing = []
-    for k, image in enumerate(annotations):
-        if image.image_id not in sizes:
-            raise ValueError(f"no image size for {image.image_id!r}")
-        width, height = sizes[image.image_id]
-        if isinstance(detections, Mapping):
-            det = detections.get(image.image_id)
-            if det is None:
-                missing.append(image.image_id)
-        else:
-            det = detections[k]
-        regions = det.regions if det is not None else np.zeros((0, 4))
-        scores = det.scores if det is not None else np.zeros(0)
-        kind = det_kind
-        if to_ellipse is not None and det_kind == "rect":
-            regions, kind = to_ellipse(np.asarray(regions).reshape(-1, 4)), "ellipse"
-        rocs.append(evaluate_image(image.ellipses, regions, scores, kind, width, height))
-    return replace(merge_image_rocs(rocs), images_without_prediction=tuple(missing))
+    rocs, missing = evaluate_images(annotations, detections, sizes, det_kind, to_ellipse)
+    return replace(merge_image_rocs(rocs), images_without_prediction=missing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +118,9 @@ class FddbResult:
         fp_budget: the false-positive budget of the TPR.
         tpr_disc: discrete TPR at the budget (face-eval rule; NaN if no point is below it).
         tpr_cont: continuous TPR at the budget.
+        image_ids: the annotated images evaluated, in list order.
+        image_rocs: each image's own entries, in the same order (what the curve merges and
+            the bootstrap resamples; not part of :meth:`to_json`).
     """
 
     roc: FddbRoc
@@ -103,6 +130,8 @@ class FddbResult:
     fp_budget: float
     tpr_disc: float
     tpr_cont: float
+    image_ids: tuple[str, ...] = ()
+    image_rocs: tuple[ImageRoc, ...] = ()
 
     @property
     def num_faces(self) -> int:
@@ -195,7 +224,8 @@ def evaluate_run(
     to_ellipse = load_rect_to_ellipse(ellipse)
     if to_ellipse is not None and det_format != "rect":
         raise ValueError(f"ellipse {ellipse!r} converts rectangles: use det_format 'rect'")
-    roc = evaluate_fddb(images, detections, image_sizes, det_format, to_ellipse)
+    rocs, missing = evaluate_images(images, detections, image_sizes, det_format, to_ellipse)
+    roc = replace(merge_image_rocs(rocs), images_without_prediction=missing)
     return FddbResult(
         roc=roc,
         num_images=len(images),
@@ -204,4 +234,6 @@ def evaluate_run(
         fp_budget=fp_budget,
         tpr_disc=tpr_at_fp(roc.tpr_disc, roc.fp, fp_budget),
         tpr_cont=tpr_at_fp(roc.tpr_cont, roc.fp, fp_budget),
+        image_ids=tuple(a.image_id for a in images),
+        image_rocs=tuple(rocs),
     )

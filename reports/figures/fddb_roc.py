@@ -33,6 +33,7 @@ def plot_fddb_roc(
     ax: Any | None = None,
     fp_budget: float = DEFAULT_FP_BUDGET,
     max_fp: float | None = None,
+    bands: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> tuple[Any, Any]:
     """Draw discrete or continuous ROC curves of several methods on one axis.
 
@@ -42,6 +43,9 @@ def plot_fddb_roc(
         ax: an existing axis to draw on; a new figure is made when None.
         fp_budget: the budget whose TPR goes into the legend.
         max_fp: right end of the x axis (default: 2 x budget).
+        bands: method name -> ``tpr_disc``/``tpr_cont`` -> (lo, hi) per curve point
+            (:func:`reports.fddb.bootstrap.roc_bands`), shaded in the curve's colour (``gid``
+            ``"band"``); methods without one get none.
 
     Returns:
         (figure, axis).
@@ -57,7 +61,12 @@ def plot_fddb_roc(
         tpr = roc.tpr_disc if kind == "disc" else roc.tpr_cont
         fp = roc.fp.astype(np.float64)
         at_budget = tpr_at_fp(tpr, fp, fp_budget)
-        ax.plot(fp, tpr, linewidth=1.8, label=f"{name} ({at_budget:.4f} @ {fp_budget:g} FP)")
+        (line,) = ax.plot(fp, tpr, linewidth=1.8,
+                          label=f"{name} ({at_budget:.4f} @ {fp_budget:g} FP)")
+        band = (bands or {}).get(name, {}).get("tpr_disc" if kind == "disc" else "tpr_cont")
+        if band is not None:
+            ax.fill_between(fp, band[0], band[1], color=line.get_color(), alpha=0.2,
+                            linewidth=0, gid="band")
     ax.set_xlim(0, max_fp if max_fp is not None else 2 * fp_budget)
     ax.set_ylim(0, 1)
     ax.axvline(fp_budget, color="0.6", linestyle=":", linewidth=1)
@@ -74,6 +83,7 @@ def save_fddb_roc_figures(
     out_dir: str | os.PathLike[str],
     fp_budget: float = DEFAULT_FP_BUDGET,
     stem: str = "fddb",
+    bands: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> list[Path]:
     """Write ``{stem}_disc_roc`` and ``{stem}_cont_roc`` as PNG and PDF into ``out_dir``.
 
@@ -85,7 +95,8 @@ def save_fddb_roc_figures(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in ("disc", "cont"):
-        fig, _ = plot_fddb_roc(curves, kind, fp_budget=fp_budget)  # type: ignore[arg-type]
+        fig, _ = plot_fddb_roc(curves, kind, fp_budget=fp_budget,  # type: ignore[arg-type]
+                               bands=bands)
         for ext in ("png", "pdf"):
             path = out / f"{stem}_{kind}_roc.{ext}"
             fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -63,6 +63,7 @@ def plot_wider_pr(
     methods: Mapping[str, WiderResult | Mapping[str, Any]],
     axes: Sequence[Axes] | None = None,
     settings: Sequence[str] = SETTINGS,
+    bands: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> tuple[Figure, Sequence[Axes]]:
     """Three panels (easy, medium, hard), one curve per method, with the official tools' legend:
     ``Method-AP`` (three decimals), sorted by the panel's AP, best first.
@@ -71,6 +72,9 @@ def plot_wider_pr(
         methods: legend name -> result (one flavour each; it is named in the panel titles).
         axes: one axis per setting; a new 15x5 inch figure when None.
         settings: which panels.
+        bands: legend name -> setting -> (lo, hi) precision per threshold
+            (:func:`reports.wider.bootstrap.pr_bands`), shaded in the curve's colour against
+            its recall; methods without one get none.
     """
     if not methods:
         raise ValueError("plot_wider_pr needs at least one method")
@@ -86,6 +90,19 @@ def plot_wider_pr(
             curve = r.pr[setting]
             label = f"{name}-{r.ap[setting]:.3f}"
             plot_pr_curve(curve["precision"], curve["recall"], label=label, ax=ax)
+            band = (bands or {}).get(name, {}).get(setting)
+            if band is not None:
+                _fill_band(ax, np.asarray(curve["recall"], np.float64), band)
         ax.set_title(f"WIDER FACE val: {setting} ({', '.join(flavours)})")
         ax.legend(loc="lower left", fontsize="small")
     return axes[0].get_figure(), axes  # type: ignore[return-value]
+
+
+def _fill_band(ax: Axes, x: np.ndarray, band: tuple[np.ndarray, np.ndarray]) -> None:
+    """Shade ``band`` (lo, hi) along ``x`` in the colour of the axis' last line (the
+    ``gid`` ``"band"`` marks it; NaN points are left out)."""
+    lo, hi = (np.asarray(b, np.float64) for b in band)
+    keep = ~(np.isnan(x) | np.isnan(lo) | np.isnan(hi))
+    color = ax.get_lines()[-1].get_color()
+    ax.fill_between(x[keep], lo[keep], hi[keep], color=color, alpha=0.2, linewidth=0,
+                    gid="band")

@@ -32,15 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets.wider import SETTINGS, WiderGroundTruth
+from pipeline.datasets.wider import SETTINGS, WiderGroundTruth, WiderImageGT
 from reports.wider import flavours
 from reports.wider.evaluate import compute_bounds
 from reports.wider.flavours import Flavour
 from reports.wider.predictions import EMPTY, WiderPredictions
-from reports.wider.state import THRESH_NUM, evaluate_image
+from reports.wider.state import THRESH_NUM, WiderEvalState, evaluate_image
 
 __all__ = [
     "CHUNK",
+    "BootstrapCollector",
     "WiderBootstrapState",
     "bootstrap_interval",
     "bootstrap_replicates",
@@ -49,6 +50,7 @@ __all__ = [
     "first_difference",
     "multinomial_weights",
     "paired_bootstrap",
+    "pr_bands",
     "paired_summary",
     "percentile_interval",
 ]
@@ -186,11 +188,63 @@ class WiderBootstrapState:
         return {s: float(v[0]) for s, v in aps.items()}
 
 
+class BootstrapCollector:
+    """Fills a run's per-image tables while the evaluation runs, so that the bootstrap takes
+    each image's contribution from the one evaluation that gives the point estimate.
+
+    Pass :meth:`add` as ``per_image`` to :func:`reports.wider.evaluate_run` (or
+    :func:`reports.wider.evaluate_predictions`), then call :meth:`state`.
+
+    Args:
+        num_images: the ground-truth images that will be evaluated.
+        flavour: the evaluation's flavour (or its name).
+        settings: which settings to tabulate.
+    """
+
+    def __init__(self, num_images: int, flavour: str | Flavour,
+                 settings: tuple[str, ...] = SETTINGS) -> None:
+        self.settings = tuple(settings)
+        width = THRESH_NUM * 2
+        self.matrix = np.zeros((num_images, len(settings) * (width + 1)), dtype=np.float64)
+        self.image_ids: list[str | None] = [None] * num_images
+        self.num_detections = 0
+        self.flavour = flavours.flavour(flavour)
+
+    def add(self, index: int, image: WiderImageGT, part: WiderEvalState) -> None:
+        """Store image ``index``'s tables (``part``: its own evaluation state)."""
+        width = THRESH_NUM * 2
+        for k, s in enumerate(self.settings):
+            self.matrix[index, k * width : (k + 1) * width] = part.tables[s].reshape(-1)  # 2T
+            self.matrix[index, len(self.settings) * width + k] = part.count_face[s]
+        self.image_ids[index] = image.image_id
+        self.num_detections += part.num_detections
+        if part.flavour != self.flavour:
+            raise ValueError(f"tables of flavour {part.flavour} for a {self.flavour} collector")
+
+    def state(self) -> WiderBootstrapState:
+        """The collected tables.
+
+        Raises:
+            ValueError: an image was never added.
+        """
+        missing = [i for i, image_id in enumerate(self.image_ids) if image_id is None]
+        if missing:
+            raise ValueError(f"per-image tables missing for image indices {missing[:5]}")
+        return WiderBootstrapState(
+            flavour=self.flavour,
+            image_ids=tuple(str(i) for i in self.image_ids),
+            settings=self.settings,
+            matrix=self.matrix,
+            num_detections=self.num_detections,
+        )
+
+
 def bootstrap_state(
     pred: WiderPredictions, gt: WiderGroundTruth, settings: tuple[str, ...] = SETTINGS
 ) -> WiderBootstrapState:
     """Evaluate every ground-truth image once and keep its tables (the evaluator's two passes,
-    without the merge).
+    without the merge). To keep the tables of an evaluation that runs anyway, pass a
+    :class:`BootstrapCollector` to it instead.
 
     Args:
         pred: predictions read by one flavour (:func:`reports.wider.load_predictions`).
@@ -204,25 +258,11 @@ def bootstrap_state(
     if missing:
         raise ValueError(f"{gt.source}: ground truth has no keep lists for {missing}")
     bounds = compute_bounds(pred)  # pass 1 over the whole set: held fixed in every replicate
-    width = THRESH_NUM * 2
-    matrix = np.zeros((len(gt), len(settings) * (width + 1)), dtype=np.float64)
-    ids = []
-    num_detections = 0
+    collector = BootstrapCollector(len(gt), pred.flavour, settings)
     for i, image in enumerate(gt):
         det = pred.images.get(image.image_id, EMPTY)
-        part = evaluate_image(image, det, bounds, settings)
-        for k, s in enumerate(settings):
-            matrix[i, k * width : (k + 1) * width] = part.tables[s].reshape(-1)  # (T, 2) -> 2T
-            matrix[i, len(settings) * width + k] = part.count_face[s]
-        ids.append(image.image_id)
-        num_detections += part.num_detections
-    return WiderBootstrapState(
-        flavour=flavours.flavour(pred.flavour),
-        image_ids=tuple(ids),
-        settings=tuple(settings),
-        matrix=matrix,
-        num_detections=num_detections,
-    )
+        collector.add(i, image, evaluate_image(image, det, bounds, settings))
+    return collector.state()
 
 
 # ----------------------------------------------------------------------------------------
@@ -302,3 +342,38 @@ def paired_bootstrap(
         s: paired_summary(point_a[s] - point_b[s], np.concatenate(diffs[s]), level)
         for s in state_a.settings
     }
+
+
+def pr_bands(
+    state: WiderBootstrapState, n: int, seed: int | None = 0, level: float = 0.95
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pointwise percentile band of each setting's precision-recall curve.
+
+    At each of the ``THRESH_NUM`` thresholds, the central ``level`` interval of the precision
+    over ``n`` replicates (the same draws as :func:`bootstrap_interval` with the same seed);
+    drawn against the point curve's recall at that threshold.
+
+    Returns:
+        setting -> (lo, hi), each (THRESH_NUM,) float64 (NaN where no replicate has a
+        precision: no proposal above the threshold).
+    """
+    check_num_replicates(n, level)
+    width = THRESH_NUM * 2
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in state.settings}
+    for weights in multinomial_weights(state.num_images, n, seed):
+        sums = weights.astype(np.float64) @ state.matrix  # (R, S * 2T + S)
+        for k, s in enumerate(state.settings):
+            tables = sums[:, k * width : (k + 1) * width].reshape(-1, THRESH_NUM, 2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                parts[s].append(tables[:, :, 1] / tables[:, :, 0])  # (R, T) precision
+    alpha = (1.0 - level) / 2.0
+    out = {}
+    for s, chunks in parts.items():
+        precision = np.concatenate(chunks)  # (n, T)
+        defined = ~np.isnan(precision).all(axis=0)
+        lo, hi = np.full(THRESH_NUM, np.nan), np.full(THRESH_NUM, np.nan)
+        if defined.any():
+            lo[defined], hi[defined] = np.nanquantile(precision[:, defined],
+                                                      [alpha, 1.0 - alpha], axis=0)
+        out[s] = (lo, hi)
+    return out

@@ -12,10 +12,11 @@ tool exactly (:mod:`reports.wider.flavours`, ``docs/evaluation_wider.md``). Nump
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.datasets.wider import SETTINGS, WiderGroundTruth, load_wider_gt_dir
+from pipeline.datasets.wider import SETTINGS, WiderGroundTruth, WiderImageGT, load_wider_gt_dir
 from pipeline.rundir import RunDir
 from reports.wider import flavours
 from reports.wider.attributes import attribute_breakdown, check_target_precision
@@ -50,8 +51,15 @@ def compute_bounds(pred: WiderPredictions) -> ScoreBounds:
     return bounds
 
 
+PerImage = Callable[[int, WiderImageGT, WiderEvalState], None]
+"""Called as ``per_image(index, image, part)`` with each ground-truth image's own state."""
+
+
 def evaluate_predictions(
-    pred: WiderPredictions, gt: WiderGroundTruth, track_faces: bool = False
+    pred: WiderPredictions,
+    gt: WiderGroundTruth,
+    track_faces: bool = False,
+    per_image: PerImage | None = None,
 ) -> tuple[WiderResult, WiderEvalState]:
     """Both passes over predictions already read; returns the result and the merged state.
 
@@ -60,6 +68,9 @@ def evaluate_predictions(
         gt: the ground truth, with keep lists for every setting.
         track_faces: also record per counted face where it is found (for
             :func:`reports.wider.attributes.attribute_breakdown`).
+        per_image: also hand each image's own state (its PR tables) to this callable before
+            merging it, e.g. :class:`reports.wider.bootstrap.BootstrapCollector` (so the
+            bootstrap needs no second evaluation).
 
     Returns:
         (result carrying the predictions' messages, warnings and missing images, state).
@@ -72,14 +83,18 @@ def evaluate_predictions(
         raise ValueError(f"{gt.source}: ground truth has no keep lists for {missing_settings}")
     bounds = compute_bounds(pred)
     state = WiderEvalState.empty(pred.flavour)
-    for image in gt:
+    for index, image in enumerate(gt):
         det = pred.images.get(image.image_id, EMPTY)
-        state.merge_in_place(evaluate_image(image, det, bounds, track_faces=track_faces))
+        part = evaluate_image(image, det, bounds, track_faces=track_faces)
+        if per_image is not None:
+            per_image(index, image, part)
+        state.merge_in_place(part)
     result = replace(
         state.compute(),
         messages=tuple(pred.messages),
         images_without_prediction=tuple(pred.missing),
         warnings=tuple(pred.warnings),
+        score_bounds=(float(bounds.lo), float(bounds.hi)),
     )
     return result, state
 
@@ -119,6 +134,7 @@ def evaluate_run(
     *,
     attributes: bool = False,
     target_precision: float = 0.9,
+    per_image: PerImage | None = None,
 ) -> WiderResult:
     """Evaluate WIDER FACE val predictions as ``flavour``'s tool does.
 
@@ -132,6 +148,7 @@ def evaluate_run(
         attributes: also compute the recall per attribute of the hard faces
             (:attr:`WiderResult.attributes`).
         target_precision: the precision floor of that breakdown's operating point.
+        per_image: see :func:`evaluate_predictions`.
 
     Returns:
         The result (AP, PR curves, counts, the tool's messages, warnings, and the breakdown
@@ -151,7 +168,7 @@ def evaluate_run(
         run = load_predictions(run, gt, fl)
     elif run.flavour != fl.name:
         raise ValueError(f"predictions were read for {run.flavour!r}, not {fl.name!r}")
-    result, state = evaluate_predictions(run, gt, track_faces=attributes)
+    result, state = evaluate_predictions(run, gt, track_faces=attributes, per_image=per_image)
     if attributes:
         breakdown = attribute_breakdown(state, result, gt, target_precision=target_precision)
         result = replace(result, attributes=breakdown)

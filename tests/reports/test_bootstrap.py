@@ -45,6 +45,19 @@ def test_wider_all_ones_replicate_is_the_official_ap_exactly(flavour) -> None:
     assert all(aps[s][1] == result.ap[s] for s in result.ap)
 
 
+@pytest.mark.parametrize("flavour", ["matlab", "pyport"])
+def test_wider_tables_collected_during_the_evaluation_equal_a_second_pass(flavour) -> None:
+    pred, gt = _wider_case(4, flavour)
+    collector = wider_bs.BootstrapCollector(len(gt), flavour)
+    result, _ = evaluate_predictions(pred, gt, per_image=collector.add)
+    once, twice = collector.state(), wider_bs.bootstrap_state(pred, gt)
+    assert np.array_equal(once.matrix, twice.matrix) and once.image_ids == twice.image_ids
+    assert once.num_detections == twice.num_detections and once.flavour == twice.flavour
+    assert once.point_estimate() == result.ap  # bit for bit
+    with pytest.raises(ValueError, match="missing"):
+        wider_bs.BootstrapCollector(len(gt) + 1, flavour).state()
+
+
 def test_wider_replicate_equals_evaluating_the_resampled_images() -> None:
     # weights 2/0 with the normalisation held fixed: the AP of a set with image 0 twice and
     # image 1 absent, built by merging the per-image states by hand.
@@ -176,6 +189,20 @@ def test_fddb_all_ones_replicate_is_the_official_curve() -> None:
     assert point["tpr_disc"] == tpr_at_fp(roc.tpr_disc, roc.fp, 5)
 
 
+def test_fddb_state_from_the_evaluation_equals_a_second_pass() -> None:
+    from reports.fddb import evaluate_run
+
+    annotations, detections, sizes = _fddb_case(3)
+    result = evaluate_run(detections, annotations, sizes=sizes, det_format="ellipse",
+                          fp_budget=5)
+    once = fddb_bs.bootstrap_state_from_result(result)
+    twice = fddb_bs.bootstrap_state(annotations, detections, sizes, "ellipse", fp_budget=5)
+    assert once.image_ids == twice.image_ids and once.num_points == twice.num_points
+    for name in ("entry_image", "entry_point", "deltas", "num_faces"):
+        assert np.array_equal(getattr(once, name), getattr(twice, name))
+    assert once.point_estimate()["tpr_disc"] == result.tpr_disc
+
+
 def _rocs(seed: int):
     annotations, detections, sizes = _fddb_case(seed)
     return fddb_bs.image_rocs(annotations, detections, sizes, "ellipse")
@@ -260,3 +287,86 @@ def test_fddb_cli_adds_intervals_and_keeps_the_rest(data_dir, tmp_path, capsys) 
     assert {k: v for k, v in a.items() if "roc" not in k} == {
         k: v for k, v in b.items() if "roc" not in k
     }
+
+
+def test_fddb_cli_compare_is_a_paired_bootstrap(data_dir, tmp_path, capsys) -> None:
+    import json
+
+    case = data_dir / "oracle_public" / "cases" / "fddb_pub"
+    dets = case / "dets_ellipse.txt"
+    lines = dets.read_text().splitlines(keepends=True)
+    # run B: the same file with every detection's score halved except each image's first
+    worse, k = [], 0
+    while k < len(lines):
+        count = int(float(lines[k + 1]))
+        rows = lines[k + 2 : k + 2 + count]
+        worse += [lines[k], lines[k + 1]] + rows[:1] + [
+            " ".join(r.split()[:-1] + [f"{float(r.split()[-1]) * 0.5:g}"]) + "\n"
+            for r in rows[1:]]
+        k += 2 + count
+    run_b = tmp_path / "b.txt"
+    run_b.write_text("".join(worse))
+    common = ("eval", "fddb", "--pred", str(dets), "--det-format", "ellipse", "--annotations",
+              str(case / "ellipseList.txt"), "--sizes", str(case / "sizes.tsv"))
+    rc, out = _cli(capsys, *common, "--out", str(tmp_path / "s_"), "--bootstrap", "50",
+                   "--compare", str(dets))
+    assert rc == 0 and "paired bootstrap: TPR(--pred) - TPR(" in out
+    same = json.loads((tmp_path / "s_fddb.json").read_text())["bootstrap"]["compare"]
+    for m in ("tpr_disc", "tpr_cont"):
+        assert same["diff"][m] == {"diff": 0.0, "interval": [0.0, 0.0], "p_value": 1.0}
+    rc, out = _cli(capsys, *common, "--out", str(tmp_path / "w_"), "--bootstrap", "50",
+                   "--compare", str(run_b))
+    assert rc == 0
+    doc = json.loads((tmp_path / "w_fddb.json").read_text())
+    cmp = doc["bootstrap"]["compare"]
+    assert cmp["diff"]["tpr_disc"]["diff"] == pytest.approx(
+        doc["tpr_disc"] - cmp["tpr_b"]["tpr_disc"])
+    lo, hi = cmp["diff"]["tpr_cont"]["interval"]
+    assert lo <= cmp["diff"]["tpr_cont"]["diff"] <= hi
+    rc, _ = _cli(capsys, *common, "--out", str(tmp_path / "x_"), "--compare", str(dets))
+    assert rc == 1  # --compare needs --bootstrap
+
+
+# ------------------------------------------------------------------------------ curve bands
+
+
+def _bands_of(ax) -> list:
+    return [c for c in ax.collections if c.get_gid() == "band"]
+
+
+def test_wider_pr_band_contains_the_point_curve_and_is_drawn() -> None:
+    from reports.figures.wider_pr import plot_wider_pr
+
+    pred, gt = _wider_case(5)
+    result, _ = evaluate_predictions(pred, gt)
+    state = wider_bs.bootstrap_state(pred, gt)
+    bands = wider_bs.pr_bands(state, 200, seed=1)
+    for s in state.settings:
+        lo, hi = bands[s]
+        precision = np.asarray(result.pr[s]["precision"])
+        ok = ~np.isnan(precision)
+        assert ok.any() and np.all(lo[ok] <= precision[ok] + 1e-12)
+        assert np.all(precision[ok] <= hi[ok] + 1e-12) and np.any(hi[ok] > lo[ok])
+    _, axes = plot_wider_pr({"A": result}, bands={"A": bands})
+    for ax, s in zip(axes, state.settings, strict=True):
+        (band,) = _bands_of(ax)
+        ys = band.get_paths()[0].vertices[:, 1]
+        assert np.isclose(ys.min(), np.nanmin(bands[s][0])) and \
+            np.isclose(ys.max(), np.nanmax(bands[s][1]))
+    _, plain = plot_wider_pr({"A": result})
+    assert not any(_bands_of(ax) for ax in plain)
+
+
+def test_fddb_roc_band_contains_the_point_curve_and_is_drawn() -> None:
+    from reports.figures.fddb_roc import plot_fddb_roc
+
+    roc, state = _fddb_state(6)
+    bands = fddb_bs.roc_bands(state, 200, seed=2)
+    for metric, tpr in (("tpr_disc", roc.tpr_disc), ("tpr_cont", roc.tpr_cont)):
+        lo, hi = bands[metric]
+        assert lo.shape == tpr.shape == hi.shape
+        assert np.all(lo <= tpr + 1e-12) and np.all(tpr <= hi + 1e-12) and np.any(hi > lo)
+    fig, ax = plot_fddb_roc({"A": roc}, "cont", bands={"A": bands})
+    (band,) = _bands_of(ax)
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert np.isclose(ys.max(), bands["tpr_cont"][1].max())
