@@ -18,10 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from dsfd.anchors import AnchorSpec
+from dsfd.batching import activation_bytes_per_pixel, bucket_hw, pad_batch, split_to_budget
 from dsfd.model import Shot
 from dsfd.multiscale import multiscale_passes, size_filter, unflip
 from dsfd.nms import box_vote
-from dsfd.postprocess import PostprocessConfig, postprocess_shot
+from dsfd.optimize import InferenceOptions, optimize_for_inference
+from dsfd.postprocess import POSTPROCESS_METHODS, PostprocessConfig, postprocess_shot
 from dsfd.preprocess import image_to_tensor, normalize, resize_uint8
 
 DEFAULT_POSTPROCESS = PostprocessConfig()
@@ -66,11 +68,22 @@ class Detector:
             ``torch.autocast(device.type, dtype)`` (the weights stay float32). Post-processing
             (softmax, decode, NMS, voting) always runs in float32 on the head outputs cast to
             float32.
+        postprocess: one of :data:`dsfd.postprocess.POSTPROCESS_METHODS` (same kept sets;
+            ``"auto"``: per image on the CPU, batched tensor code on other devices).
+        optimize: run a copy with BatchNorm folded into the convolutions and channels-last
+            weights (:mod:`dsfd.optimize`), if its self-check passes (``optimized`` says);
+            detections move by float rounding only.
+        bucket: batch prepared images of different sizes: each is padded to its size rounded
+            up to the largest anchor stride, images of one padded size share a forward, the
+            padding yields no detections. Without it only equal sizes share a forward.
+        memory_budget: bytes of activations one forward may take (estimated from a
+            calibrated bytes-per-pixel figure); larger batches are split. None: no limit.
     """
 
     def __init__(self, model: nn.Module, *, device: torch.device | str | None = None,
                  config: PostprocessConfig = DEFAULT_POSTPROCESS, batch_size: int = 8,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", postprocess: str = "auto", optimize: bool = False,
+                 bucket: bool = False, memory_budget: float | None = None) -> None:
         if not isinstance(config, PostprocessConfig):
             raise TypeError(f"config must be a PostprocessConfig, got {type(config).__name__}")
         if batch_size < 1:
@@ -80,7 +93,15 @@ class Detector:
         self.device = torch.device(device)
         check_dtype(dtype, self.device)
         self.dtype = dtype
+        if postprocess not in POSTPROCESS_METHODS:
+            raise ValueError(f"postprocess must be one of {POSTPROCESS_METHODS}, "
+                             f"got {postprocess!r}")
+        self.postprocess = postprocess
+        self.bucket = bucket
+        self.memory_budget = memory_budget
+        self._bytes_per_pixel: float | None = None
         self.model = model.to(self.device).eval()
+        self.optimized = False
         self.config = config
         self.batch_size = batch_size
         input_format = getattr(model, "input_format", None)
@@ -90,6 +111,28 @@ class Detector:
                             "it with dsfd.build_model or dsfd.load_model")
         self.input_format: str = input_format
         self.anchor_spec: AnchorSpec = specs[1]
+        self.stride = max(self.anchor_spec.strides)
+        if optimize:
+            self.model, self.optimized = self._optimized(self.model)
+
+    def _optimized(self, model: nn.Module) -> tuple[nn.Module, bool]:
+        """Folded BatchNorm + channels-last copy, or ``model`` itself if the check fails."""
+        example = torch.randn(1, 3, 2 * self.stride, 2 * self.stride,
+                              generator=torch.Generator().manual_seed(0)).to(self.device)
+        try:
+            with torch.no_grad():
+                return optimize_for_inference(model, example, InferenceOptions(
+                    fuse_batchnorm=True, channels_last=True)), True
+        except RuntimeError:  # the self-check refused the folded copy: run the original
+            return model, False
+
+    @property
+    def bytes_per_pixel(self) -> float:
+        """Activation bytes per input pixel of one forward (calibrated on first use)."""
+        if self._bytes_per_pixel is None:
+            self._bytes_per_pixel = activation_bytes_per_pixel(
+                self.model, side=2 * self.stride, device=self.device)
+        return self._bytes_per_pixel
 
     def prepare(self, image: Any, *, scale: float = 1.0, max_size: int | None = None) -> Tensor:
         """An image as network input: ``[3, H', W']`` float32 on the CPU.
@@ -128,13 +171,19 @@ class Detector:
             yield
 
     @torch.inference_mode()
-    def _infer(self, batch: Tensor, top_k: int | None) -> list[Tensor]:
-        """``[N, 3, H, W]`` network input -> N ``[K, 5]`` detections in input pixels."""
+    def _infer(self, batch: Tensor, top_k: int | None,
+               image_hw: Sequence[tuple[int, int]] | None = None) -> list[Tensor]:
+        """``[N, 3, H, W]`` network input -> N ``[K, 5]`` detections in input pixels
+        (``image_hw``: each image's own size inside a padded batch)."""
+        batch = batch.to(self.device)
+        if self.optimized:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with self._precision():
-            shot = self.model(batch.to(self.device)).second
+            shot = self.model(batch).second
         if shot.loc.dtype != torch.float32:  # post-processing runs in float32 whatever the forward
             shot = Shot(shot.loc.float(), shot.conf.float(), shot.feature_hw)
-        return postprocess_shot(shot, batch.shape[-2:], self.anchor_spec, self.config, top_k)
+        return postprocess_shot(shot, batch.shape[-2:], self.anchor_spec, self.config, top_k,
+                                image_hw=image_hw, method=self.postprocess)
 
     def detect_prepared(self, tensors: Sequence[Tensor],
                         sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -149,22 +198,35 @@ class Detector:
         """
         if len(tensors) != len(sizes):
             raise ValueError(f"{len(tensors)} tensors but {len(sizes)} sizes")
-        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, t in enumerate(tensors):
             if t.ndim != 3 or t.shape[0] != 3:
                 raise ValueError(f"tensor {index}: expected [3, H, W], got {tuple(t.shape)}")
-            groups[tuple(t.shape)].append(index)
+        own = [(int(t.shape[1]), int(t.shape[2])) for t in tensors]
         results: list[np.ndarray] = [np.zeros((0, 5), np.float32)] * len(tensors)
-        for shape, members in groups.items():
-            for start in range(0, len(members), self.batch_size):
-                chunk = members[start:start + self.batch_size]
+        for chunk in self.planned_batches(own):
+            if self.bucket:  # padded to the bucket; the padding is masked
+                batch = pad_batch([tensors[i] for i in chunk],
+                                  bucket_hw(own[chunk[0]], self.stride))
+                dets = self._infer(batch, self.config.post_nms_top_k, [own[i] for i in chunk])
+            else:
                 dets = self._infer(torch.stack([tensors[i] for i in chunk]),
                                    self.config.post_nms_top_k)
-                for i, d in zip(chunk, dets, strict=True):
-                    h0, w0 = sizes[i]
-                    factor = d.new_tensor([w0 / shape[2], h0 / shape[1]] * 2 + [1.0])
-                    results[i] = (d * factor).cpu().numpy().astype(np.float32)
+            for i, d in zip(chunk, dets, strict=True):
+                (h, w), (h0, w0) = own[i], sizes[i]
+                factor = d.new_tensor([w0 / w, h0 / h] * 2 + [1.0])
+                results[i] = (d * factor).cpu().numpy().astype(np.float32)
         return results
+
+    def planned_batches(self, shapes: Sequence[tuple[int, int]]) -> list[list[int]]:
+        """How :meth:`detect_prepared` would group inputs of these ``(h, w)``: index lists,
+        one per forward (buckets, batch size and memory budget applied)."""
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, hw in enumerate(shapes):
+            groups[bucket_hw(hw, self.stride) if self.bucket else hw].append(index)
+        return [chunk for hw, members in groups.items()
+                for chunk in split_to_budget(members, hw, self.bytes_per_pixel
+                                             if self.memory_budget else 0.0,
+                                             self.memory_budget, self.batch_size)]
 
     def detect(self, images: Sequence[Any], *, max_size: int | None = None) -> list[np.ndarray]:
         """Detect faces in a list of images (single scale).

@@ -28,11 +28,14 @@ leaders and groups in two steps, both on the boxes' device:
    vector operation; after :data:`MAX_FIXED_POINT_STEPS` steps the rest is finished by the
    plain sequential loop on the CPU, so the worst case stays bounded.
 
-**Default on the CPU** (``"auto"``): ``"loop"``, the release's greedy loop in numpy (one IoU
-row per leader against the remaining boxes only), runs while its estimated cost stays under a
+**Default on the CPU** (``"auto"``): ``"window"``, the greedy loop compiled
+(:mod:`dsfd.nms_compiled`), each leader testing only the boxes inside its ``x1`` window; for
+non-finite boxes or a threshold ``<= 0``: ``"loop"``, the release's greedy loop in numpy (one
+IoU row per leader against the remaining boxes only), while its estimated cost stays under a
 share of the ``"sweep"``'s (candidate pairs from a sort along ``x`` or ``y``, see
-:func:`_sweep_plan`, then step 2); the sweep finishes the boxes the loop left. Few leaders:
-the loop wins; many: the sweep. Costs from ``benchmarks/bench_postprocess.py``.
+:func:`_sweep_plan`, then step 2), the sweep finishing the boxes the loop left. On other
+devices ``"auto"`` stays in tensor code (dense or sparse, above). Costs from
+``benchmarks/bench_postprocess.py``.
 
 All paths give exactly the leaders and groups of the one-box-at-a-time reference loops
 (``tests/dsfd/test_nms.py``).
@@ -64,7 +67,7 @@ SWEEP_US = 1000.0
 SWEEP_US_PER_PAIR = 0.035
 LOOP_BUDGET_SHARE = 0.25  # the loop may spend this share of the sweep's estimate, no more
 _GRID_LIMIT = 1 << 30  # grid cell indices must fit the combined 62-bit key
-METHODS = ("auto", "loop", "sweep", "sparse", "dense")
+METHODS = ("auto", "window", "loop", "sweep", "sparse", "dense")
 
 
 def _overlaps(iou: Tensor, thresh: float, inclusive: bool) -> Tensor:
@@ -196,7 +199,8 @@ class _SweepPlan(NamedTuple):
     reach: Tensor  # [N, 2] window per box and axis
 
 
-def _sweep_plan(boxes: Tensor, thresh: float, plus_one: bool) -> _SweepPlan:
+def _sweep_plan(boxes: Tensor, thresh: float, plus_one: bool,
+                segment: Tensor | None = None) -> _SweepPlan:
     """Candidate pairs of the sweep: with ``x1_a <= x1_b``, ``IoU(a, b) <= inter_w / w_a <=
     (x2_a - x1_b) / w_a`` (``+1`` on both sides for ``plus_one``), so an overlap needs
     ``x1_b <= x1_a + (1 - t) * w_a`` (``y`` likewise). After a stable sort by ``x1`` each box
@@ -211,7 +215,11 @@ def _sweep_plan(boxes: Tensor, thresh: float, plus_one: bool) -> _SweepPlan:
     reach = (1.0 - thresh + 1e-4) * sides + slack  # [N, 2]
     best: _SweepPlan | None = None
     for axis in (0, 1):
-        start, order = torch.sort(coords[valid, axis], stable=True)  # [V]
+        key = coords[:, axis]
+        if segment is not None and boxes.shape[0]:  # segments apart by more than any window
+            gap = float(key.max() - key.min()) + 2.0 * float(reach[:, axis].max()) + 1.0
+            key = key + segment.double() * gap
+        start, order = torch.sort(key[valid], stable=True)  # [V]
         order = valid[order]
         lo = torch.arange(1, order.shape[0] + 1, device=boxes.device)  # [V] after itself
         hi = torch.maximum(torch.searchsorted(start, start + reach[order, axis],
@@ -224,10 +232,11 @@ def _sweep_plan(boxes: Tensor, thresh: float, plus_one: bool) -> _SweepPlan:
 
 
 def _sweep_edges(boxes: Tensor, thresh: float, inclusive: bool, plus_one: bool,
-                 max_pairs: int) -> tuple[Tensor, Tensor] | None:
+                 max_pairs: int, segment: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
     """Overlapping pairs ``(src [E], dst [E])``, ``src < dst``, from the candidate pairs of
-    :func:`_sweep_plan`; None above ``max_pairs`` candidate pairs."""
-    num_pairs, axis, order, lo, hi, reach = _sweep_plan(boxes, thresh, plus_one)
+    :func:`_sweep_plan`; None above ``max_pairs`` candidate pairs. With ``segment`` (``[N]``
+    int64), only pairs of the same segment."""
+    num_pairs, axis, order, lo, hi, reach = _sweep_plan(boxes, thresh, plus_one, segment)
     if num_pairs > max_pairs:
         return None
     other = boxes[:, 1 - axis].double()  # [N] start on the other axis: the same bound holds
@@ -241,6 +250,8 @@ def _sweep_edges(boxes: Tensor, thresh: float, inclusive: bool, plus_one: bool,
         a, b = order[s:e][q], order[p]
         near = (other[a] - other[b]).abs() <= torch.maximum(reach[a, 1 - axis],
                                                             reach[b, 1 - axis])
+        if segment is not None:
+            near &= segment[a] == segment[b]
         a, b = a[near], b[near]
         i, j = torch.minimum(a, b), torch.maximum(a, b)
         over = _overlaps(pair_iou(boxes[i], boxes[j], plus_one=plus_one), thresh, inclusive)
@@ -446,9 +457,9 @@ def greedy_clusters(
             function takes the dense path).
         inclusive: overlap means ``IoU >= thresh`` (box voting) instead of ``> thresh`` (NMS).
         block_size: boxes per block of the dense path.
-        method: ``"auto"``, ``"loop"``, ``"sweep"``, ``"sparse"`` or ``"dense"`` (see the
-            module docstring); all give the same result; ``"sparse"`` and ``"sweep"`` fall
-            back to dense only where they cannot apply or would test more than
+        method: ``"auto"``, ``"window"``, ``"loop"``, ``"sweep"``, ``"sparse"`` or
+            ``"dense"`` (see the module docstring); all give the same result; ``"sparse"``
+            and ``"sweep"`` fall back to dense only where they cannot apply or would test more than
             ``max_pairs`` candidate pairs.
         max_pairs: most candidate pairs the sparse and sweep paths test (bounds memory).
         max_leaders: only the first ``max_leaders`` leaders are needed (``"auto"`` and
@@ -463,7 +474,13 @@ def greedy_clusters(
     if block_size < 1:
         raise ValueError(f"greedy_clusters block_size must be >= 1, got {block_size}")
     standard = iou_fn in (box_iou, box_iou_plus_one)
-    if method == "auto" and standard and boxes.device.type == "cpu":
+    if (method in ("auto", "window") and boxes.device.type == "cpu" and boxes.shape[0]
+            and _sparse_allowed(boxes, iou_thresh, iou_fn)):
+        from dsfd.nms_compiled import window_clusters
+
+        return window_clusters(boxes, iou_thresh, inclusive=inclusive,
+                               plus_one=iou_fn is box_iou_plus_one, max_leaders=max_leaders)
+    if method in ("auto", "window") and standard and boxes.device.type == "cpu":
         return _auto_clusters(boxes, iou_thresh, inclusive, iou_fn is box_iou_plus_one,
                               max_leaders, max_pairs)
     if method == "loop" and standard:
@@ -558,3 +575,45 @@ def box_vote(dets: Tensor, iou_thresh: float = 0.3, top_k: int | None = 750, *,
         0, group, d[:, 4], reduce="amax")
     out = torch.cat((weighted / total[:, None], best[:, None]), dim=1)[count > 1]
     return (out if top_k is None else out[:top_k]).float()
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, segments: Tensor, iou_thresh: float = 0.3, *,
+                max_kept: int | None = None, max_pairs: int = SPARSE_MAX_PAIRS) -> Tensor:
+    """:func:`nms` of many images at once, in tensor code on the boxes' device.
+
+    Boxes of different segments (images) never suppress each other; within a segment the kept
+    set is exactly :func:`nms`'s (the IoU of a candidate pair has the bits of ``box_iou``).
+    Candidate pairs come from one sweep over all segments (:func:`_sweep_plan` with the
+    segments laid apart), the greedy pass is the fixed point of step 2.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy, finite.
+        scores: ``[N]``.
+        segments: ``[N]`` int64 image index of each box.
+        iou_thresh: suppression threshold (``IoU > iou_thresh``), ``> 0``.
+        max_kept: boxes kept per segment (None: all).
+        max_pairs: most candidate pairs of the sweep; above it each segment runs alone.
+
+    Returns:
+        ``[K]`` int64 indices of kept boxes, by segment, then by descending score.
+    """
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    order = sort_by_score(scores)
+    order = order[torch.sort(segments[order], stable=True).indices]  # [N] segment, score
+    b, seg = boxes[order], segments[order]
+    edges = None
+    if _sparse_allowed(b, iou_thresh, box_iou):
+        edges = _sweep_edges(b, iou_thresh, False, False, max_pairs, seg)
+    if edges is None:  # each segment on its own
+        parts = [torch.nonzero(seg == s).squeeze(1) for s in torch.unique(seg).tolist()]
+        kept = [part[greedy_clusters(b[part], iou_thresh, method="dense")[0][:max_kept]]
+                for part in parts]
+        return order[torch.cat(kept)]
+    leaders = torch.nonzero(_leaders_from_edges(b.shape[0], *edges)).squeeze(1)  # [L]
+    if max_kept is not None:
+        lead_seg = seg[leaders]  # ascending
+        rank = (torch.arange(leaders.shape[0], device=b.device)
+                - torch.searchsorted(lead_seg, lead_seg, side="left"))  # rank in its segment
+        leaders = leaders[rank < max_kept]
+    return order[leaders]

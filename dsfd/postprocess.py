@@ -20,7 +20,12 @@ from torch import Tensor
 from dsfd.anchors import AnchorSpec, cached_anchors
 from dsfd.boxes import decode
 from dsfd.model import Shot
-from dsfd.nms import nms
+from dsfd.nms import batched_nms, nms
+
+POSTPROCESS_METHODS = ("auto", "per_image", "batched")
+"""How :func:`postprocess_shot` runs: ``"per_image"`` (one image at a time; on the CPU the
+compiled greedy loop), ``"batched"`` (every image of the batch in one tensor pass on the
+outputs' device), ``"auto"`` (per image on the CPU, batched elsewhere). Same kept sets."""
 
 # Boxes at most 62.5x their anchor (torchvision's bbox_xform_clip, log(1000/16)): keeps the
 # boxes of untrained models finite; a trained model's boxes never come near it.
@@ -82,12 +87,41 @@ def detections_per_image(
         ``[K, 5]`` float32 ``(x1, y1, x2, y2, score)`` in input pixels, score descending.
     """
     scores = torch.softmax(conf.float(), dim=-1)[:, 1]  # [A]
+    keep, scores = _candidates(scores, config)
+    boxes = decode(loc[keep].float(), anchors[keep], max_log_scale=MAX_LOG_SCALE)  # [K, 4]
+    return _suppress(boxes, scores, config, top_k)
+
+
+def detections_from_decoded(boxes: Tensor, scores: Tensor, config: PostprocessConfig,
+                            top_k: int | None) -> Tensor:
+    """:func:`detections_per_image` on boxes already decoded (e.g. by an exported graph).
+
+    Args:
+        boxes: ``[A, 4]`` float32 xyxy in input pixels.
+        scores: ``[A]`` float32 face probabilities.
+        config: thresholds.
+        top_k: boxes kept after NMS (None: all).
+
+    Returns:
+        ``[K, 5]`` float32 ``(x1, y1, x2, y2, score)`` in input pixels, score descending.
+    """
+    keep, scores = _candidates(scores.float(), config)
+    return _suppress(boxes[keep].float(), scores, config, top_k)
+
+
+def _candidates(scores: Tensor, config: PostprocessConfig) -> tuple[Tensor, Tensor]:
+    """Indices and scores above ``score_thresh``, the ``pre_nms_top_k`` best."""
     keep = torch.nonzero(scores > config.score_thresh).squeeze(1)
     scores = scores[keep]
     if scores.numel() > config.pre_nms_top_k:
         scores, top = torch.topk(scores, config.pre_nms_top_k, sorted=True)
         keep = keep[top]
-    boxes = decode(loc[keep].float(), anchors[keep], max_log_scale=MAX_LOG_SCALE)  # [K, 4]
+    return keep, scores
+
+
+def _suppress(boxes: Tensor, scores: Tensor, config: PostprocessConfig,
+              top_k: int | None) -> Tensor:
+    """NMS of the candidates; boxes that are not finite are dropped first."""
     finite = torch.isfinite(boxes).all(dim=1)  # an overflowing (untrained) net: drop, not NaN
     if not bool(finite.all()):
         boxes, scores = boxes[finite], scores[finite]
@@ -101,6 +135,9 @@ def postprocess_shot(
     spec: AnchorSpec,
     config: PostprocessConfig,
     top_k: int | None,
+    *,
+    image_hw: Sequence[tuple[int, int]] | None = None,
+    method: str = "auto",
 ) -> list[Tensor]:
     """Per-image detections of a batch; see :func:`detections_per_image`.
 
@@ -110,13 +147,69 @@ def postprocess_shot(
         spec: the shot's anchor settings.
         config: thresholds.
         top_k: boxes kept per image after NMS.
+        image_hw: per image, the ``(h, w)`` of its pixels inside a padded input (bottom and
+            right padding); anchors centred in the padding yield nothing. None: no padding.
+        method: one of :data:`POSTPROCESS_METHODS`.
 
     Returns:
         ``N`` tensors ``[K_i, 5]``, boxes in network-input pixels.
     """
+    if method not in POSTPROCESS_METHODS:
+        raise ValueError(f"postprocess method must be one of {POSTPROCESS_METHODS}, "
+                         f"got {method!r}")
     anchors = cached_anchors(spec, input_hw, shot.feature_hw, shot.loc.device)
     if anchors.shape[0] != shot.loc.shape[1]:
         raise ValueError(f"{anchors.shape[0]} anchors for {shot.loc.shape[1]} predictions at "
                          f"input {tuple(input_hw)}, maps {shot.feature_hw}")
-    return [detections_per_image(shot.loc[i], shot.conf[i], anchors, config, top_k)
-            for i in range(shot.loc.shape[0])]
+    scores = torch.softmax(shot.conf.float(), dim=-1)[..., 1]  # [N, A]
+    if image_hw is not None:
+        scores = torch.where(padding_mask(anchors, image_hw), scores, 0.0)
+    if method == "batched" or (method == "auto" and shot.loc.device.type != "cpu"):
+        return batched_detections(shot.loc, scores, anchors, config, top_k)
+    out = []
+    for i in range(shot.loc.shape[0]):
+        keep, kept_scores = _candidates(scores[i], config)
+        boxes = decode(shot.loc[i][keep].float(), anchors[keep], max_log_scale=MAX_LOG_SCALE)
+        out.append(_suppress(boxes, kept_scores, config, top_k))
+    return out
+
+
+def padding_mask(anchors: Tensor, image_hw: Sequence[tuple[int, int]]) -> Tensor:
+    """``[N, A]`` bool: anchors whose centre lies inside each image's own ``(h, w)`` (the rest
+    of a padded batch input yields no detections)."""
+    centre = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2] x, y
+    hw = torch.tensor(image_hw, dtype=centre.dtype, device=anchors.device)  # [N, 2]
+    return (centre[None, :, 0] < hw[:, None, 1]) & (centre[None, :, 1] < hw[:, None, 0])
+
+
+def batched_detections(loc: Tensor, scores: Tensor, anchors: Tensor, config: PostprocessConfig,
+                       top_k: int | None) -> list[Tensor]:
+    """:func:`detections_per_image` of ``N`` images in one tensor pass (one NMS call).
+
+    Args:
+        loc: ``[N, A, 4]`` regression deltas.
+        scores: ``[N, A]`` face probabilities (0 where masked).
+        anchors: ``[A, 4]``.
+        config: thresholds.
+        top_k: boxes kept per image after NMS.
+
+    Returns:
+        ``N`` tensors ``[K_i, 5]``, the same kept boxes as the per-image path.
+    """
+    keeps, picked = [], []
+    for i in range(loc.shape[0]):
+        keep, kept_scores = _candidates(scores[i], config)
+        keeps.append(keep + i * loc.shape[1])
+        picked.append(kept_scores)
+    keep = torch.cat(keeps)  # [K] rows of the flattened batch
+    boxes = decode(loc.reshape(-1, 4)[keep].float(), anchors.repeat(loc.shape[0], 1)[keep],
+                   max_log_scale=MAX_LOG_SCALE)  # [K, 4]
+    kept_scores = torch.cat(picked)  # [K]
+    segments = torch.div(keep, loc.shape[1], rounding_mode="floor")  # [K] image of each
+    finite = torch.isfinite(boxes).all(dim=1)  # an overflowing (untrained) net: drop, not NaN
+    if not bool(finite.all()):
+        boxes, kept_scores, segments = boxes[finite], kept_scores[finite], segments[finite]
+    kept = batched_nms(boxes, kept_scores, segments, config.nms_thresh, max_kept=top_k)
+    dets = torch.cat((boxes[kept], kept_scores[kept, None]), dim=1)  # [K', 5]
+    counts = torch.bincount(segments[kept], minlength=loc.shape[0]).tolist()
+    return list(torch.split(dets, counts))

@@ -56,6 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multiscale", action="store_true",
                         help="the official WIDER FACE multi-scale + flip test with box voting")
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32", help=DTYPE_HELP)
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="run the model as loaded (default: BatchNorm folded into the "
+                             "convolutions and channels-last, when its self-check passes)")
     parser.add_argument("--json", action="store_true",
                         help='print [{"image": PATH, "detections": [[x1, y1, x2, y2, score], '
                              '...]}, ...] (images that were read only)')
@@ -112,13 +115,17 @@ def _load(args: argparse.Namespace) -> Any:
             raise CommandError("--width applies only to a model given by name")
         model = dsfd.build_model(args.model, width=args.width).to(device).eval()
         try:  # prepare/detect_* as a FaceDetector
-            return dsfd.Detector(model, device=device, dtype=args.dtype)
+            return dsfd.Detector(model, device=device, dtype=args.dtype,
+                                 optimize=args.optimize)
         except ValueError as exc:
             raise CommandError(f"--dtype {args.dtype}: {exc}") from exc
     try:
         detector = open_detector(args.model, device, 1, dtype=args.dtype)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise CommandError(str(exc).strip().splitlines()[0]) from exc
+    configure = getattr(detector, "configure_inference", None)
+    if configure is not None:  # the DSFD family
+        configure(optimize=args.optimize, bucket=False, memory_budget=None)
     if args.model == DEFAULT_MODEL:
         note("detect", SHIPPED_NOTE)
     return detector

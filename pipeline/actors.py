@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from pipeline.datasets.folder import escape_path, utf8_id
 from pipeline.datasets.manifest import ManifestEntry
+from pipeline.datasets.manifest_files import image_source, load_embedded
 from pipeline.detectors import open_detector
 from pipeline.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
 from pipeline.rundir import ShardWriter
@@ -48,6 +49,13 @@ class WorkerSettings:
         keep_score: store only boxes scoring at least this (None: all the detector keeps).
         dtype: forward precision (``float32``, ``tf32``, ``bfloat16``, ``float16``; see
             :class:`dsfd.Detector`); detector families other than DSFD take float32 only.
+        optimize: DSFD: folded BatchNorm + channels-last (:mod:`dsfd.optimize`), used when its
+            self-check passes; detections move by float rounding only.
+        bucket: DSFD: images of a batch padded to size buckets (the largest stride) share a
+            forward, the padding masked; None: on when ``batch_size > 1``.
+        memory_budget: DSFD: activation bytes one forward may take; larger batches are split
+            (estimated from a calibrated bytes-per-pixel figure). None: half of the free GPU
+            memory on a GPU, a quarter of the available memory on the CPU.
     """
 
     model: str
@@ -60,6 +68,9 @@ class WorkerSettings:
     use_gpu: bool = False
     keep_score: float | None = None
     dtype: str = "float32"
+    optimize: bool = True
+    bucket: bool | None = None
+    memory_budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,8 +127,7 @@ class ShardWorker:
             if not torch.cuda.is_available():
                 raise RuntimeError("a GPU was assigned to this worker but CUDA is unavailable")
             device = "cuda"
-        self.detector = open_detector(settings.model, device, settings.batch_size,
-                                      dtype=settings.dtype)
+        self.detector = open_worker_detector(settings, device)
         self.device = device
         self._pool = ThreadPoolExecutor(max(1, settings.decode_threads),
                                         thread_name_prefix="decode")
@@ -147,7 +157,7 @@ class ShardWorker:
         start = time.perf_counter()
         item = _Item(entry=entry)
         try:
-            image = decode_image(entry.path, max_pixels=self.settings.max_pixels)
+            image = decode_image(image_source(entry), max_pixels=self.settings.max_pixels)
             item.width, item.height = image.width, image.height
             if self.settings.multiscale:
                 item.pixels = image.pixels
@@ -232,7 +242,7 @@ class ShardWorker:
             Counts and timings of the shard (the rows are in the files, not here).
         """
         start = time.perf_counter()
-        items = self._run_images(shard.entries)
+        items = self._run_images(load_embedded(shard.entries))  # manifest bytes read here
         detections, images = _tables(items)
         write_start = time.perf_counter()
         self.writer.write(shard.index, shard.digest, detections, images)
@@ -246,6 +256,32 @@ class ShardWorker:
     def close(self) -> None:
         """Stop the decode threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def open_worker_detector(settings: WorkerSettings, device: str) -> Any:
+    """The detector a worker runs: opened on ``device`` and, for the DSFD family, configured
+    for inference as ``settings`` say (also used by :class:`pipeline.ray_data.DetectBatch`, so
+    both find the same boxes)."""
+    detector = open_detector(settings.model, device, settings.batch_size, dtype=settings.dtype)
+    configure = getattr(detector, "configure_inference", None)
+    if configure is not None:  # the DSFD family
+        bucket = settings.bucket if settings.bucket is not None else settings.batch_size > 1
+        configure(optimize=settings.optimize, bucket=bucket,
+                  memory_budget=_memory_budget(settings.memory_budget, device))
+    return detector
+
+
+def _memory_budget(budget: float | None, device: str) -> float:
+    """The settings' budget, or half of the free GPU memory / a quarter of the available RAM."""
+    if budget is not None:
+        return budget
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info()[0] / 2
+    import psutil
+
+    return psutil.virtual_memory().available / 4
 
 
 def describe_model(spec: str, dtype: str = "float32") -> dict[str, Any]:

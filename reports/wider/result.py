@@ -32,6 +32,8 @@ class WiderResult:
             negative width or height), one line per file.
         attributes: None, or the recall per attribute of the hard faces at an operating point
             (:func:`reports.wider.attributes.attribute_breakdown`, JSON-able).
+        score_bounds: ``(lo, hi)``, the raw-score bounds of the normalisation ``(s - lo) /
+            (hi - lo)`` that the curves' thresholds apply to, or None when unknown.
     """
 
     flavour: str
@@ -43,6 +45,7 @@ class WiderResult:
     images_without_prediction: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     attributes: dict[str, Any] | None = None
+    score_bounds: tuple[float, float] | None = None
 
     @property
     def num_images_without_prediction(self) -> int:
@@ -66,6 +69,15 @@ class WiderResult:
         doc["num_images_without_prediction"] = self.num_images_without_prediction
         doc["images_without_prediction"] = list(self.images_without_prediction)
         doc["warnings"] = list(self.warnings)
+        if with_pr and self.score_bounds is not None and self.pr:
+            # the curves' point t is the normalised threshold 1 - (t+1)/n; "score" is the raw
+            # detector score it stands for, lo + threshold * (hi - lo)
+            lo, hi = self.score_bounds
+            n = len(next(iter(self.pr.values()))["precision"])
+            normalised = 1.0 - np.arange(1, n + 1, dtype=np.float64) / n
+            doc["score_bounds"] = [lo, hi]
+            doc["thresholds"] = {"normalised": normalised.tolist(),
+                                 "score": (lo + normalised * (hi - lo)).tolist()}
         if self.attributes is not None:
             doc["attributes"] = self.attributes
         return doc
@@ -90,5 +102,7 @@ def result_from_json(doc: Mapping[str, Any]) -> WiderResult:
         messages=tuple(doc.get("messages", ())),
         images_without_prediction=tuple(doc.get("images_without_prediction", ())),
         warnings=tuple(doc.get("warnings", ())),
+        score_bounds=(tuple(float(x) for x in doc["score_bounds"])  # type: ignore[arg-type]
+                      if doc.get("score_bounds") else None),
         attributes=doc.get("attributes"),
     )

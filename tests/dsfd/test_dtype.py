@@ -106,9 +106,9 @@ def test_post_processing_runs_in_float32(shipped: Any, images: list[np.ndarray],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[torch.dtype, torch.dtype]] = []
 
-    def spy(shot: Any, *args: Any) -> list[torch.Tensor]:
+    def spy(shot: Any, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
         seen.append((shot.loc.dtype, shot.conf.dtype))
-        return postprocess_shot(shot, *args)
+        return postprocess_shot(shot, *args, **kwargs)
 
     monkeypatch.setattr(detector_module, "postprocess_shot", spy)
     dsfd.Detector(shipped, device="cpu", dtype="bfloat16").detect(images[:1])

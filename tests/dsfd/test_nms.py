@@ -182,7 +182,7 @@ def test_loop_sweep_auto_match_references(seed: int, kind: str) -> None:
     scores = rng.uniform(0, 1, boxes.shape[0]).astype(np.float32)
     scores[:50] = 0.5  # ties
     want = reference_nms(boxes.astype(np.float64), scores.astype(np.float64), 0.3)
-    for method in ("loop", "sweep", "auto", "dense"):
+    for method in ("window", "loop", "sweep", "auto", "dense"):
         got = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3, method=method)
         assert got.tolist() == want, method
         capped = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3, method=method,
@@ -192,7 +192,7 @@ def test_loop_sweep_auto_match_references(seed: int, kind: str) -> None:
     det = np.concatenate((boxes, scores[:, None]), axis=1).astype(np.float64)[valid]
     want_vote = reference_bbox_vote(det.copy())
     dense = box_vote(torch.from_numpy(det), method="dense")
-    for method in ("loop", "sweep", "auto"):
+    for method in ("window", "loop", "sweep", "auto"):
         got_vote = box_vote(torch.from_numpy(det), method=method)
         np.testing.assert_allclose(got_vote.numpy(), want_vote, rtol=1e-6, atol=1e-4)
         assert torch.equal(got_vote, dense), method
@@ -207,9 +207,36 @@ def test_loop_and_sweep_equal_dense(seed: int, thresh: float, inclusive: bool,
     boxes = torch.from_numpy(mixed_boxes(700, seed))
     iou_fn = box_iou_plus_one if plus_one else box_iou
     dense = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive, method="dense")
-    for method in ("loop", "sweep", "auto"):
+    for method in ("window", "loop", "sweep", "auto"):
         got = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive, method=method)
         assert torch.equal(dense[0], got[0]) and torch.equal(dense[1], got[1]), method
-    monkeypatch.setattr(nms_module, "LOOP_BUDGET_SHARE", 1e-4)  # auto: loop, then the sweep
-    got = greedy_clusters(boxes, thresh, iou_fn=iou_fn, inclusive=inclusive, method="auto")
+    monkeypatch.setattr(nms_module, "LOOP_BUDGET_SHARE", 1e-4)  # the loop, then the sweep
+    got = nms_module._auto_clusters(boxes, thresh, inclusive, plus_one, None,
+                                    nms_module.SPARSE_MAX_PAIRS)
     assert torch.equal(dense[0], got[0]) and torch.equal(dense[1], got[1])
+    # the compiled window, float32 and float64, stopped early
+    for dtype in (torch.float32, torch.float64):
+        b = boxes.to(dtype)
+        want = greedy_clusters(b, thresh, iou_fn=iou_fn, inclusive=inclusive, method="dense")
+        got = greedy_clusters(b, thresh, iou_fn=iou_fn, inclusive=inclusive, method="window",
+                              max_leaders=5)
+        assert torch.equal(want[0][:5], got[0])
+
+
+@pytest.mark.parametrize("plus_one", [False, True])
+def test_window_matches_the_loop_on_detector_like_boxes(plus_one: bool) -> None:
+    """Thousands of boxes at every size (anchor pyramid + noise), many equal coordinates."""
+    rng = np.random.default_rng(5)
+    sizes = rng.choice([16.0, 32.0, 64.0, 128.0, 256.0, 512.0], 3000)
+    centre = rng.uniform(0, 640, (3000, 2))
+    wh = sizes[:, None] * np.exp(rng.normal(0, 0.3, (3000, 2)))
+    boxes = np.concatenate((centre - wh / 2, centre + wh / 2), axis=1).astype(np.float32)
+    boxes[100:200] = boxes[0]  # exact duplicates
+    boxes[200:300, 0] = boxes[300:400, 0]  # shared x1
+    b = torch.from_numpy(boxes)
+    iou_fn = box_iou_plus_one if plus_one else box_iou
+    for thresh, inclusive in ((0.3, False), (0.3, True), (0.9, False), (0.01, True)):
+        loop = greedy_clusters(b, thresh, iou_fn=iou_fn, inclusive=inclusive, method="loop")
+        window = greedy_clusters(b, thresh, iou_fn=iou_fn, inclusive=inclusive,
+                                 method="window")
+        assert torch.equal(loop[0], window[0]) and torch.equal(loop[1], window[1])

@@ -1,0 +1,62 @@
+"""ShardWorker batching: bucketed batches of mixed sizes (optimised model) give the boxes of
+one image at a time (model as loaded), and a tiny memory budget splits every batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from pipeline.actors import ShardWorker, WorkerSettings
+from pipeline.datasets.manifest import ManifestEntry
+from pipeline.rundir import RunDir
+from pipeline.shards import iter_shards
+
+
+def _entries(folder: Path) -> list[ManifestEntry]:
+    folder.mkdir()
+    out = []
+    for i, (h, w) in enumerate([(120, 160), (100, 150), (128, 128), (90, 200), (120, 160)]):
+        yy, xx = np.mgrid[0:h, 0:w]
+        pixels = np.stack([(xx * (i + 3)) % 256, (yy * (i + 5)) % 256, (xx + yy) % 256], 2)
+        path = folder / f"img{i}.png"
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        out.append(ManifestEntry(image_id=f"img{i}", path=str(path), width=w, height=h))
+    return out
+
+
+def _boxes(tmp: Path, name: str, entries: list[ManifestEntry],
+           **settings: object) -> dict[str, np.ndarray]:
+    shard = next(iter_shards(iter(entries), len(entries)))
+    with RunDir.open_for_writing(tmp / name) as run:
+        worker = ShardWorker(WorkerSettings(model="shipped", **settings),  # type: ignore[arg-type]
+                             run.begin({"config": {}}))
+        try:
+            worker.process(shard)
+            plan = worker.detector.detector.planned_batches(  # type: ignore[attr-defined]
+                [(e.height, e.width) for e in entries])
+        finally:
+            worker.close()
+    table = pq.read_table(next((tmp / name / "detections").glob("*.parquet"))).to_pandas()
+    out = {k: g[["x1", "y1", "x2", "y2", "score"]].to_numpy() for k, g in
+           table.groupby("image_id")}
+    out["_batches"] = np.array([len(b) for b in plan])
+    return out
+
+
+def test_bucketed_optimised_batches_equal_single_images(tmp_path: Path) -> None:
+    entries = _entries(tmp_path / "images")
+    single = _boxes(tmp_path, "single", entries, batch_size=1, optimize=False, bucket=True)
+    batched = _boxes(tmp_path, "batched", entries, batch_size=8, optimize=True)
+    split = _boxes(tmp_path, "split", entries, batch_size=8, optimize=True, memory_budget=1.0)
+    assert sorted(batched.pop("_batches").tolist()) == [1, 4]  # buckets 128x256 and 128x192
+    assert split.pop("_batches").tolist() == [1] * 5  # every image alone under the budget
+    single.pop("_batches")
+    assert single.keys() == batched.keys() == split.keys() and len(single) == 5
+    for key, want in single.items():
+        for got in (batched[key], split[key]):
+            confident_w, confident_g = want[want[:, 4] > 0.3], got[got[:, 4] > 0.3]
+            assert confident_w.shape == confident_g.shape
+            np.testing.assert_allclose(confident_g, confident_w, rtol=1e-4, atol=1e-2)
