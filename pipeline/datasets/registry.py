@@ -8,6 +8,8 @@ here; each kind is registered by one :func:`register` line in its own module::
     fddb:ROOT                 an FDDB root (FDDB-folds/ and originalPics/)
     folder:PATH               every image under a folder, recursively
     list:FILE                 the images named in a list file
+    manifest:URI              the images of a Parquet, CSV or JSON-lines manifest (options
+                              path_column, id_column; see pipeline.datasets.manifest_files)
     synthetic:DIR[:split]     the WIDER part of a generated benchmark (= wider:DIR/wider[:split])
     synthetic-fddb:DIR        the FDDB part of a generated benchmark (= fddb:DIR/fddb)
 
@@ -22,8 +24,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +38,20 @@ _BUILTIN_MODULES = (
     "pipeline.datasets.folder",
     "pipeline.datasets.listfile",
     "pipeline.datasets.synthetic",
+    "pipeline.datasets.manifest_files",
 )
 """Modules holding the ``register`` lines of the built-in kinds (imported on first use)."""
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A SPEC split at its first ``:`` (``text`` is the whole string, for messages)."""
+    """A SPEC split at its first ``:`` (``text`` is the whole string, for messages), with
+    the options of the kind that the command line gave (``(name, value)`` pairs)."""
 
     text: str
     kind: str
     rest: str
+    options: tuple[tuple[str, str], ...] = ()
 
     def error(self, reason: str) -> ValueError:
         """A one-line ``ValueError`` quoting the spec and listing the valid forms."""
@@ -96,6 +101,7 @@ class DatasetKind:
     grammar: str
     ground_truth: GroundTruthReader | None = None
     face_records: FaceRecordReader | None = None
+    options: tuple[str, ...] = ()
 
 
 _KINDS: dict[str, DatasetKind] = {}
@@ -109,6 +115,7 @@ def register(
     grammar: str | None = None,
     ground_truth: GroundTruthReader | None = None,
     face_records: FaceRecordReader | None = None,
+    options: Sequence[str] = (),
 ) -> None:
     """Register a dataset kind, so that every command accepts ``KIND:...`` specs.
 
@@ -120,6 +127,8 @@ def register(
         ground_truth: ``ground_truth(spec)``: the evaluation ground truth, when the kind has one.
         face_records: ``face_records(spec, default_split) -> list[FaceRecord]``: the face boxes
             of each image, when the kind has them.
+        options: names of the options the kind takes besides its spec (e.g. ``path_column``
+            from ``--path-column``); they reach ``open`` as ``spec.options``.
 
     Raises:
         ValueError: a malformed or already registered kind.
@@ -128,7 +137,8 @@ def register(
         raise ValueError(f"dataset kind must be letters, digits and '-', got {kind!r}")
     if kind in _KINDS:
         raise ValueError(f"dataset kind {kind!r} is already registered")
-    _KINDS[kind] = DatasetKind(kind, open, grammar or f"{kind}:PATH", ground_truth, face_records)
+    _KINDS[kind] = DatasetKind(kind, open, grammar or f"{kind}:PATH", ground_truth, face_records,
+                               tuple(options))
 
 
 def unregister(kind: str) -> None:
@@ -202,14 +212,26 @@ def _call(parsed: DatasetSpec, read: Callable[[], Any]) -> Any:
         raise parsed.error(str(exc)) from None
 
 
-def open_dataset(spec: str) -> DatasetSource:
+def open_dataset(spec: str, options: Mapping[str, str | None] | None = None) -> DatasetSource:
     """Open the images a ``spec`` names (see the module docstring for the forms).
 
+    Args:
+        spec: the dataset spec.
+        options: options of the kind (None values are left out), e.g. ``{"path_column":
+            "uri"}`` for ``manifest:``; a kind refuses options it does not take.
+
     Raises:
-        ValueError: unknown kind, missing path, bad split or unreadable layout; the one-line
-            message names the spec and lists the valid forms.
+        ValueError: unknown kind, missing path, bad split, unreadable layout or an option the
+            kind does not take; the one-line message names the spec.
     """
     parsed, entry = parse_spec(spec)
+    given = tuple((k, str(v)) for k, v in (options or {}).items() if v is not None)
+    unknown = [k for k, _ in given if k not in entry.options]
+    if unknown:
+        having = [k.kind for k in _ordered() if unknown[0] in k.options]
+        raise parsed.error(f"option {unknown[0]!r} does not apply to kind {entry.kind!r}"
+                           + (f" (only to {', '.join(having)})" if having else ""))
+    parsed = replace(parsed, options=given)
     source: DatasetSource = _call(parsed, lambda: entry.open(parsed))
     return source
 
