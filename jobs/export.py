@@ -5,16 +5,17 @@ The boxes are written as detected (a benchmark submission keeps what the detecto
 except by ``yolo``, which always clips them to the image (normalised coordinates outside
 ``[0, 1]`` are invalid there). ``OUT`` may be new or an earlier export of the same kind; the
 exporter refuses anything else before writing, and its files appear only complete. Loads
-neither torch nor Ray.
+neither torch nor Ray. ``RUN_DIR`` and ``OUT`` may be object-storage URIs (``s3://``,
+``gs://``; see :mod:`pipeline.storage`).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from jobs.common import CommandError, score
 from pipeline.exports import get_exporter
+from pipeline.storage import StorageError, location
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     exporter = get_exporter(args.subcommand)
-    if not Path(args.run_dir).is_dir():
-        raise CommandError(f"{args.run_dir}: not a folder")
-    summary = exporter.export(args.run_dir, args.out, min_score=args.min_score, clip=False)
+    try:
+        if not location(args.run_dir).is_dir():
+            raise CommandError(f"{args.run_dir}: not a folder")
+        summary = exporter.export(args.run_dir, args.out, min_score=args.min_score, clip=False)
+    except StorageError as exc:
+        raise CommandError(str(exc)) from None
     print(f"wrote {summary.describe()} to {args.out}")
     return 0

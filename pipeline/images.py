@@ -12,6 +12,7 @@ pipeline records in the ``error`` column; nothing here imports torch or Ray.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import threading
@@ -119,18 +120,41 @@ def _check_file(path: str) -> None:
         raise ImageReadError("empty file (0 bytes)")
 
 
-def _open_checked(path: str, max_pixels: int) -> Image.Image:
-    """Open ``path`` lazily and refuse empty files and images over ``max_pixels``."""
-    _check_file(path)
+def _fetch(uri: str) -> bytes:
+    """The bytes of an object-storage image (``s3://...``), one request; a missing or
+    forbidden key becomes an :class:`ImageReadError` naming the URI."""
+    from pipeline.storage import location  # pyarrow.fs only when an image is remote
+
+    try:
+        return location(uri).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(str(exc).strip().splitlines()[0] if str(exc).strip()
+                             else f"cannot read {uri}") from None
+
+
+def _open_checked(path: str | bytes, max_pixels: int) -> Image.Image:
+    """Open ``path`` (or encoded image bytes) lazily and refuse empty files and images over
+    ``max_pixels``."""
+    if isinstance(path, str) and "://" in path:
+        path = _fetch(path)
+        if not path:
+            raise ImageReadError("empty file (0 bytes)")
+    if isinstance(path, bytes):
+        if not path:
+            raise ImageReadError("empty image (0 bytes)")
+        source: str | io.BytesIO = io.BytesIO(path)
+    else:
+        _check_file(path)
+        source = path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with _pillow_limit(None):  # header only; the size is checked below, in one way
-                image = Image.open(path)
+                image = Image.open(source)
     except FileNotFoundError as exc:
-        raise ImageReadError(f"file not found: {path}") from exc
+        raise ImageReadError(f"file not found: {source}") from exc
     except PermissionError as exc:
-        raise ImageReadError(f"permission denied: {path}") from exc
+        raise ImageReadError(f"permission denied: {source}") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError("not an image (format not recognised)") from exc
     except Image.DecompressionBombError as exc:
@@ -150,11 +174,13 @@ def _open_checked(path: str, max_pixels: int) -> Image.Image:
     return image
 
 
-def decode_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode_image(path: str | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode an image file to RGB with its EXIF orientation applied.
 
     Args:
-        path: image file path.
+        path: image file path, an object-storage URI (``s3://bucket/key``, read through
+            :mod:`pipeline.storage`), or the encoded bytes of an image (e.g. embedded in a
+            manifest).
         max_pixels: refuse images with more pixels than this (decompression-bomb guard),
             checked from the header before any pixel is decoded. It replaces Pillow's own
             limit in both directions: above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` Pillow's

@@ -107,6 +107,9 @@ def _fddb_sections(report: RunReport, dataset: dict[str, Any]) -> None:
 def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> RunReport:
     """Evaluate one run directory as its recorded dataset asks (see the module docstring)."""
     run = RunDir.open(run_dir)
+    if not isinstance(run.root, Path):  # an object-storage run directory
+        raise ValueError(f"{run.root}: the report reads local run directories; copy the run "
+                         "to a local folder first")
     run_json = dict(run.record or {})
     dataset = run_json.get("config", {}).get("dataset", {})
     kind = str(dataset.get("dataset", "other"))

@@ -20,6 +20,12 @@ written ``\\xNN`` and a literal backslash ``\\\\`` (so a file literally named ``
 and one whose raw name holds the byte 0xE9 get different ids). The entry's ``path`` is the
 raw file-system path, which opens the file; stored as text it goes through the same
 :func:`escape_path`, and :func:`unescape_path` turns the stored text back into the exact path.
+
+The folder may also be an object-storage prefix (``folder:s3://bucket/photos``, see
+:mod:`pipeline.storage`): its objects are listed in key order (byte order of the whole key,
+which is not quite the depth-first order of a disk walk), hidden names (a part starting with
+``.``) are skipped, ids are the keys relative to the prefix, and each entry's ``path`` is the
+object's URI, which the decoder reads directly.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 
 from pipeline.datasets.manifest import ManifestEntry
 from pipeline.datasets.registry import DatasetSpec, register
+from pipeline.storage import ObjectPath, is_remote, iter_object_files, location
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -208,6 +215,16 @@ class FolderDataset:
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.remote: ObjectPath | None = None
+        if is_remote(root):
+            prefix = location(root)
+            assert isinstance(prefix, ObjectPath)
+            if not prefix.is_dir():
+                raise NotADirectoryError(f"image folder not found (no objects under the "
+                                         f"prefix): {prefix}")
+            self.remote = prefix
+            self.name = f"folder:{prefix}"
+            return
         path = Path(root).expanduser()
         if not path.is_dir():
             raise NotADirectoryError(f"image folder not found or not a directory: {path}")
@@ -224,21 +241,36 @@ class FolderDataset:
         """Yield one entry per image (and per unreadable entry, see the module docstring);
         ``image_id`` is the escaped relative posix path, ``path`` the raw path, sizes None.
         Distinct entries have distinct ids."""
+        if self.remote is not None:
+            yield from self._iter_remote(self.remote)
+            return
         prefix = len(os.fspath(self.root)) + 1
         for path in iter_image_files(self.root):
             relative = path[prefix:]
             image_id = relative.replace(os.sep, "/") if os.sep != "/" else relative
             yield ManifestEntry(image_id=escape_path(image_id), path=path)
 
+    @staticmethod
+    def _iter_remote(prefix: ObjectPath) -> Iterator[ManifestEntry]:
+        for obj in iter_object_files(prefix):
+            if is_image_name(obj.name):
+                yield ManifestEntry(image_id=escape_path(obj.relative_to(prefix)),
+                                    path=str(obj))
+
     def describe(self) -> dict[str, Any]:
         """``{"kind": "folder", "root": ...}``; the image count is not included because it
         needs a walk of the whole tree."""
-        return {"kind": "folder", "root": str(self.root)}
+        return {"kind": "folder", "root": str(self.remote or self.root)}
 
 
 def open_folder(spec: DatasetSpec) -> FolderDataset:
-    """``folder:PATH`` as a source."""
+    """``folder:PATH`` (or ``folder:s3://bucket/prefix``) as a source."""
+    if is_remote(spec.rest):
+        try:
+            return FolderDataset(spec.rest)
+        except (OSError, ValueError) as exc:
+            raise spec.error(str(exc)) from None
     return FolderDataset(spec.existing_dir("image folder"))
 
 
-register("folder", open_folder, grammar="folder:PATH")
+register("folder", open_folder, grammar="folder:PATH|URI")

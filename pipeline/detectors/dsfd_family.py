@@ -32,14 +32,26 @@ class DsfdFaceDetector:
         import dsfd
 
         torch.manual_seed(0)  # a random-init model (a bare name) is then the same everywhere
-        model, info = dsfd.load_model(spec, map_location=device)
+        model, info = dsfd.load_model(local_model_spec(spec), map_location=device)
         self.detector = dsfd.Detector(model, device=device, batch_size=batch_size, dtype=dtype)
+        self._model = model
         self.device = device
         checksum = info.checksum or f"{info.source}:{_state_checksum(model)}"
         self.identity: dict[str, Any] = {
             "name": info.name, "checksum": checksum, "source": info.source,
             "config": info.config.to_dict(), "postprocess": asdict(self.detector.config),
             "dtype": dtype}
+
+    def configure_inference(self, *, optimize: bool, bucket: bool,
+                            memory_budget: float | None) -> None:
+        """Inference settings of :class:`dsfd.Detector` (``optimize``, ``bucket``,
+        ``memory_budget``) for the pipeline's workers; detections move by float rounding."""
+        import dsfd
+
+        d = self.detector
+        self.detector = dsfd.Detector(self._model, device=d.device, batch_size=d.batch_size,
+                                      dtype=d.dtype, optimize=optimize, bucket=bucket,
+                                      memory_budget=memory_budget)
 
     def prepare(self, pixels: np.ndarray, *, max_size: int | None) -> Any:
         return self.detector.prepare(pixels, max_size=max_size)
@@ -55,6 +67,20 @@ class DsfdFaceDetector:
                max_size: int | None = None) -> list[np.ndarray]:
         """Single-scale detection of decoded images (``dsfd.Detector.detect``)."""
         return self.detector.detect(images, max_size=max_size)
+
+
+def local_model_spec(spec: str) -> str:
+    """``spec`` with a checkpoint URI (``s3://...``, ``gs://...``, ``file://...``, also after
+    ``release-r152:``) replaced by a local copy fetched into the cache
+    (:func:`pipeline.storage.fetch_to_cache`); other specs unchanged. ``dsfd`` loads files
+    only, so the object store is read here."""
+    from pipeline.storage import fetch_to_cache, scheme_of
+
+    prefix = "release-r152:" if spec.startswith("release-r152:") else ""
+    body = spec[len(prefix):]
+    if scheme_of(body) is None:
+        return spec
+    return f"{prefix}{fetch_to_cache(body)}"
 
 
 def _state_checksum(model: Any) -> str:

@@ -27,7 +27,7 @@ __all__ = ["ExportSummary", "Exporter", "check_min_score", "exporter_names", "ge
            "register"]
 
 register(Exporter("coco", "COCO JSON file: image entries and face annotations",
-                  "labels.coco.json", "pipeline.exports.coco:export_coco"))
+                  "labels.coco.json", "pipeline.exports.coco:export_coco", takes_info=True))
 register(Exporter("wider", "WIDER FACE submission txt files (one per image, EVENT/NAME.txt)",
                   "labels.wider", "pipeline.exports.wider:export_wider_txt"))
 register(Exporter("yolo", "YOLO txt labels (one per image, class 0 = face; boxes clipped)",

@@ -26,7 +26,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -92,7 +92,8 @@ def _write_annotations(fh: IO[str], run: RunDir, images: pa.Table, min_score: fl
 
 
 def export_coco(run_dir: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
-                min_score: float = 0.0, clip: bool = False) -> ExportSummary:
+                min_score: float = 0.0, clip: bool = False,
+                info: dict[str, Any] | None = None) -> ExportSummary:
     """Write the run's detections with ``score >= min_score`` as a COCO JSON file.
 
     Args:
@@ -102,6 +103,8 @@ def export_coco(run_dir: str | os.PathLike[str], out_path: str | os.PathLike[str
         min_score: keep detections whose float32 score is at least this (0..1).
         clip: clip each box to its image and drop boxes left without area (pseudo-labels);
             False writes the boxes as detected.
+        info: more provenance for the file's ``info`` object (e.g. ``threshold_from``: how
+            ``min_score`` was chosen); it cannot replace the keys written here.
 
     Returns:
         Counts of images, annotations and unreadable images (left out); one file.
@@ -119,8 +122,9 @@ def export_coco(run_dir: str | os.PathLike[str], out_path: str | os.PathLike[str
     images = run.images()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".tmp-{uuid.uuid4().hex}-{out.name}")
-    info = {"description": f"{_DESCRIPTION}{Path(run_dir).name}", "min_score": min_score,
-            "clipped_to_image": bool(clip)}
+    base_info = {"description": f"{_DESCRIPTION}{Path(run_dir).name}", "min_score": min_score,
+                 "clipped_to_image": bool(clip)}
+    info = {**base_info, **{k: v for k, v in (info or {}).items() if k not in base_info}}
     try:
         with open(tmp, "x", encoding="utf-8") as fh:
             fh.write('{"info": ' + json.dumps(info) + ',\n"categories": ')

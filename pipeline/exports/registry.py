@@ -69,6 +69,8 @@ class Exporter:
             clip)`` (no ``clip`` when ``always_clips``) and returns an :class:`ExportSummary`.
         always_clips: the format cannot hold boxes outside the image (YOLO's normalised
             coordinates), so boxes are clipped whatever ``clip`` asks.
+        takes_info: the format has a place for provenance (COCO's ``info``): the function
+            also takes ``info``, a JSON-able dict written there.
     """
 
     name: str
@@ -76,6 +78,7 @@ class Exporter:
     default_output: str
     target: str
     always_clips: bool = False
+    takes_info: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.name, str) and self.name.isidentifier()):
@@ -95,7 +98,8 @@ class Exporter:
         return function
 
     def export(self, run_dir: str | os.PathLike[str], out: str | os.PathLike[str], *,
-               min_score: float = 0.0, clip: bool = False) -> ExportSummary:
+               min_score: float = 0.0, clip: bool = False,
+               info: dict[str, Any] | None = None) -> ExportSummary:
         """Export the detections of ``run_dir`` with ``score >= min_score`` to ``out``.
 
         Args:
@@ -105,10 +109,18 @@ class Exporter:
             clip: clip boxes to their image and drop those left without area (labels);
                 False keeps the boxes as detected (a benchmark submission). Ignored, as
                 True, when :attr:`always_clips`.
+            info: provenance written into the export where the format has a place for it
+                (:attr:`takes_info`), e.g. how ``min_score`` was chosen; else left out.
         """
         kwargs: dict[str, Any] = {"min_score": min_score}
         if not self.always_clips:
             kwargs["clip"] = clip
+        if info and self.takes_info:
+            kwargs["info"] = info
+        if isinstance(out, str) and out.startswith(("s3://", "gs://", "gcs://")):
+            from pipeline.exports.remote import export_to_store  # staged, then uploaded
+
+            return export_to_store(self.function(), run_dir, out, kwargs)
         return self.function()(run_dir, out, **kwargs)
 
 

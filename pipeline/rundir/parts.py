@@ -1,7 +1,8 @@
 """Shard part pairs: their names, the one writer, and the check of a part's footer.
 
 A shard is complete when both ``detections/part-NNNNN.parquet`` and
-``images/part-NNNNN.parquet`` exist; the images part is renamed into place last. Both parts
+``images/part-NNNNN.parquet`` exist; the images part is written last (renamed into place on a
+disk; on object storage each part is written under its final key in one object write). Both parts
 carry, in their Parquet key-value metadata, the shard's manifest digest, the run's id and
 config digest and their own row counts, so a resume and every reader can prove a part belongs
 to the run and is whole. The images part also carries the run's identity (config, model,
@@ -14,7 +15,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +29,7 @@ from pipeline.schema import (
     TMP_PREFIX,
     write_table_atomic,
 )
+from pipeline.storage import Location, ObjectPath, arrow_file, location
 
 PART_KEY = b"dsfd.shard"
 RUN_KEY = b"dsfd.run"
@@ -64,7 +65,7 @@ class PartInfo:
     dsfd metadata, row count differs from the recorded one).
     """
 
-    path: Path
+    path: Location
     table: str
     index: int
     num_rows: int
@@ -76,13 +77,14 @@ class PartInfo:
         return self.problem is None
 
 
-def inspect_part(path: Path, table: str) -> PartInfo:
+def inspect_part(path: Location, table: str) -> PartInfo:
     """Read ``path``'s footer (not its rows) and check it against its own metadata."""
     index = part_index(path.name)
     if index is None:
         raise ValueError(f"{path}: not a part file name")
     try:
-        meta_file = pq.read_metadata(path)
+        where, fs = arrow_file(path)
+        meta_file = pq.read_metadata(where, filesystem=fs)
     except (OSError, pa.ArrowException) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return PartInfo(path, table, index, 0, {}, f"unreadable Parquet ({reason})")
@@ -102,10 +104,11 @@ def inspect_part(path: Path, table: str) -> PartInfo:
     return PartInfo(path, table, index, meta_file.num_rows, meta, problem)
 
 
-def read_run_identity(path: Path) -> dict[str, Any] | None:
+def read_run_identity(path: Location) -> dict[str, Any] | None:
     """The run identity an images part carries (for rebuilding ``run.json``), or None."""
     try:
-        raw = (pq.read_metadata(path).metadata or {}).get(RUN_KEY)
+        where, fs = arrow_file(path)
+        raw = (pq.read_metadata(where, filesystem=fs).metadata or {}).get(RUN_KEY)
         return None if raw is None else dict(json.loads(raw))
     except (OSError, pa.ArrowException, ValueError, TypeError):
         return None
@@ -122,12 +125,19 @@ def _os_reason(exc: OSError) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of a whole Parquet file."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 @dataclass(frozen=True)
 class ShardWriter:
     """Writes shard part pairs of one run (picklable: it travels to the Ray actors).
 
     Attributes:
-        root: the run directory.
+        root: the run directory (a local path or an object-storage URI).
         run_id: the run's id (``run.json``), stored in every part and in temporary names.
         config_digest: the run's config digest, stored in every part.
         identity: the run's identity as JSON text (stored in images parts, for repair).
@@ -162,15 +172,20 @@ class ShardWriter:
                   "config_digest": self.config_digest, "num_images": images.num_rows,
                   "num_errors": sum(s != "ok" for s in status),
                   "num_detections": detections.num_rows}
-        root = Path(self.root)
+        root = location(self.root)
         try:
             for table_name, table in ((DETECTIONS_DIR, detections), (IMAGES_DIR, images)):
                 meta = {PART_KEY: json.dumps({**common, "table": table_name,
                                               "num_rows": table.num_rows}).encode("utf-8")}
                 if table_name == IMAGES_DIR:
                     meta[RUN_KEY] = self.identity.encode("utf-8")
-                write_table_atomic(table.replace_schema_metadata(meta),
-                                   root / table_name / part_name(shard_index),
+                target = root / table_name / part_name(shard_index)
+                if isinstance(target, ObjectPath):
+                    # no rename on object storage: the part is serialised here and written
+                    # under its final key in one object write (whole or not at all)
+                    target.write_bytes(_parquet_bytes(table.replace_schema_metadata(meta)))
+                    continue
+                write_table_atomic(table.replace_schema_metadata(meta), target,
                                    tmp_prefix=tmp_prefix(self.run_id))
         except OSError as exc:
             raise OutputWriteError(f"cannot write shard {shard_index} to {root}: "

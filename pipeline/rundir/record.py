@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pipeline.rundir.errors import RunDirError
+from pipeline.storage import Location, write_whole
 
 RUN_JSON = "run.json"
 RUN_FORMAT = 2
@@ -32,7 +31,7 @@ def is_our_record(data: Any) -> bool:
                                        or (data.get("format") == 1 and "config" in data))
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
+def read_record(path: Location) -> dict[str, Any] | None:
     """The run record at ``path``; None when there is none.
 
     Raises:
@@ -55,19 +54,11 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return dict(data)
 
 
-def write_record(path: Path, data: Mapping[str, Any], tmp_name: str) -> None:
-    """Write ``data`` to ``path`` atomically through ``tmp_name`` beside it (fsync, rename)."""
-    tmp = path.with_name(tmp_name)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def write_record(path: Location, data: Mapping[str, Any], tmp_name: str) -> None:
+    """Write ``data`` to ``path`` atomically: on a disk through ``tmp_name`` beside it (fsync,
+    rename), on object storage in one object write."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    write_whole(path, text.encode("utf-8"), tmp_name=tmp_name)
 
 
 def _diff(old: Any, new: Any, prefix: str, out: list[str]) -> None:

@@ -9,7 +9,14 @@ What the tool may delete or overwrite in a run directory, and nothing else:
 * the run's own temporaries, named ``.tmp-<run id>-...``.
 
 Anything else in ``images/`` or ``detections/`` is foreign: a run that would write there is
-refused before it starts, naming the file. No folder is ever removed.
+refused before it starts, naming the file. No folder is ever removed. ``logs/ray.log`` is the
+command's log (Ray's own output, appended by each invocation): never checked as foreign, and
+kept by ``--restart``.
+
+The run directory may be a local folder or an object-storage prefix (``s3://bucket/run``,
+see :mod:`pipeline.storage`): the rules are the same; on object storage parts and
+``run.json`` are written under their final keys in one object write (there is no rename) and
+the lock is an object (:class:`~pipeline.rundir.lock.ObjectRunLock`).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.rundir.errors import RunDirError, RunMismatchError
-from pipeline.rundir.lock import LOCK_FILE, RunLock
+from pipeline.rundir.lock import LOCK_FILE, ObjectRunLock, RunLock
 from pipeline.rundir.parts import (
     TABLES,
     PartInfo,
@@ -52,6 +59,7 @@ from pipeline.rundir.record import (
 )
 from pipeline.schema import DETECTIONS_DIR, DETECTIONS_SCHEMA, IMAGES_DIR, IMAGES_SCHEMA, TMP_PREFIX
 from pipeline.shards import Shard
+from pipeline.storage import Location, ObjectPath, arrow_file, list_dir, location
 
 
 @dataclass
@@ -84,7 +92,9 @@ def _note(message: str) -> None:
     print(f"dsfd: {message}", file=sys.stderr)
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def _inside(path: Location, folder: Location) -> bool:
+    if isinstance(path, ObjectPath) != isinstance(folder, ObjectPath):
+        return False
     return path == folder or folder in path.parents
 
 
@@ -95,22 +105,22 @@ class RunDir:
     into one; the latter holds the lock until :meth:`release`.
     """
 
-    def __init__(self, root: Path, record: dict[str, Any] | None,
-                 lock: RunLock | None = None) -> None:
+    def __init__(self, root: Location, record: dict[str, Any] | None,
+                 lock: RunLock | ObjectRunLock | None = None) -> None:
         self.root = root
         self.record = record
         self._lock = lock
 
     # ---------------------------------------------------------------- reading
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> RunDir:
-        """Open a run directory for reading.
+    def open(cls, path: str | os.PathLike[str] | ObjectPath) -> RunDir:
+        """Open a run directory (a local path or an object-storage URI) for reading.
 
         Raises:
             FileNotFoundError: no such folder.
             RunDirError: no ``run.json``, or one that is damaged or not ours.
         """
-        root = Path(path)
+        root = location(path)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: no such run directory")
         try:
@@ -123,27 +133,23 @@ class RunDir:
         return cls(root, record)
 
     @staticmethod
-    def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    def is_run_dir(path: str | os.PathLike[str] | ObjectPath) -> bool:
         """Whether ``path`` is a folder holding a ``run.json`` (a cheap test, nothing read)."""
-        return (Path(path) / RUN_JSON).is_file()
+        return (location(path) / RUN_JSON).is_file()
 
     @property
     def config_digest(self) -> str:
         return str((self.record or {}).get("config_digest", ""))
 
-    def _part_files(self, table: str) -> dict[int, Path]:
-        folder = self.root / table
-        if not folder.is_dir():
-            return {}
-        out: dict[int, Path] = {}
-        with os.scandir(folder) as it:
-            for entry in it:
-                index = part_index(entry.name)
-                if index is not None and entry.is_file():
-                    out[index] = Path(entry.path)
+    def _part_files(self, table: str) -> dict[int, Location]:
+        out: dict[int, Location] = {}
+        for entry in list_dir(self.root / table):
+            index = part_index(entry.name)
+            if index is not None and (entry.is_file or entry.path.is_file()):  # links followed
+                out[index] = entry.path
         return out
 
-    def complete_parts(self) -> list[tuple[int, Path, Path]]:
+    def complete_parts(self) -> list[tuple[int, Location, Location]]:
         """``(index, detections part, images part)`` of every complete shard, verified.
 
         Every part's footer is read: each must be whole and carry this run's config digest.
@@ -174,9 +180,10 @@ class RunDir:
                                    "rerun into a new --out, or with --restart")
         return pairs
 
-    def _read(self, path: Path, schema: pa.Schema) -> pa.Table:
+    def _read(self, path: Location, schema: pa.Schema) -> pa.Table:
         try:
-            return pq.read_table(path, schema=schema)
+            where, fs = arrow_file(path)
+            return pq.read_table(where, schema=schema, filesystem=fs)
         except (OSError, pa.ArrowException) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise RunDirError(f"{path}: unreadable Parquet ({reason})") from exc
@@ -224,15 +231,18 @@ class RunDir:
 
     # ---------------------------------------------------------------- writing
     @classmethod
-    def open_for_writing(cls, path: str | os.PathLike[str], *, inputs: Sequence[Path] = (),
-                         restart: bool = False) -> RunDir:
+    def open_for_writing(cls, path: str | os.PathLike[str] | ObjectPath, *,
+                         inputs: Sequence[Location] = (), restart: bool = False,
+                         force_unlock: bool = False) -> RunDir:
         """Claim ``path`` for a run: refuse what is not ours, take the lock, tidy up.
 
         Args:
-            path: the run directory (created when missing).
+            path: the run directory (created when missing), a local path or an
+                object-storage URI (its bucket must exist).
             inputs: folders the run reads images from; a run directory inside one of them,
                 or one of them inside the run directory, is refused.
             restart: remove the files an earlier run wrote here (and only those).
+            force_unlock: take over a lock written on another host (``--force-unlock``).
 
         Raises:
             RunDirError: ``path`` is a file or lies under one, overlaps an input, or holds a
@@ -240,11 +250,12 @@ class RunDir:
                 read nor rebuilt from the parts.
             RunLockedError: another process owns the folder.
         """
-        root = Path(path).expanduser().absolute()
+        root = location(path).expanduser().absolute()
         _check_out_location(root, path, inputs)
-        created = not root.exists()
+        created = not isinstance(root, ObjectPath) and not root.exists()
         root.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(root)
+        lock: RunLock | ObjectRunLock = ObjectRunLock(root, force=force_unlock) \
+            if isinstance(root, ObjectPath) else RunLock(root, force=force_unlock)
         lock.acquire()
         run = cls(root, None, lock)
         try:
@@ -256,7 +267,7 @@ class RunDir:
                 run.restart()
         except BaseException:
             run.release()
-            if created:
+            if created and isinstance(root, Path):
                 _remove_empty_tree(root)
             raise
         return run
@@ -275,21 +286,24 @@ class RunDir:
             self.record = self._rebuild_record(f"{self.root / RUN_JSON}: missing", damaged=False)
         self._remove_own_temporaries()
 
-    def _foreign_files(self) -> list[Path]:
+    def _foreign_files(self) -> list[Location]:
         """Files in ``images/`` and ``detections/`` that are provably not this run's."""
         run_id = str((self.record or {}).get("run_id", ""))
-        out: list[Path] = []
+        out: list[Location] = []
         for table in TABLES:
             folder = self.root / table
-            if not folder.exists():
+            if isinstance(folder, ObjectPath):
+                if folder.is_file():  # an object named like the folder (a prefix is no file)
+                    return [folder]
+            elif not folder.exists():
                 continue
-            if not folder.is_dir():
+            elif not folder.is_dir():
                 return [folder]
-            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-                path = Path(entry.path)
-                if run_id and entry.name.startswith(tmp_prefix(run_id)) and entry.is_file():
+            for entry in list_dir(folder):
+                path = entry.path
+                if run_id and entry.name.startswith(tmp_prefix(run_id)) and entry.is_file:
                     continue
-                if part_index(entry.name) is None or not entry.is_file(follow_symlinks=False):
+                if part_index(entry.name) is None or not entry.is_file:
                     out.append(path)
                     continue
                 # beside a run.json of ours an exact part name is ours (even a truncated one);
@@ -319,7 +333,10 @@ class RunDir:
         if damaged:
             path = self.root / RUN_JSON
             aside = path.with_name(f"{RUN_JSON}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-            os.replace(path, aside)
+            if isinstance(path, ObjectPath) and isinstance(aside, ObjectPath):
+                path.copy_to(aside)  # no rename on object storage: copy, then replace below
+            else:
+                os.replace(str(path), str(aside))
             kept = f" (the damaged file is kept as {aside.name})"
         self.write_record(record)
         _note(f"{why}; rebuilt it from {len(identities)} parts{kept}")
@@ -331,11 +348,9 @@ class RunDir:
             return 0
         removed = 0
         for folder in (self.root, *(self.root / t for t in TABLES)):
-            if not folder.is_dir():
-                continue
-            for entry in os.scandir(folder):
-                if entry.name.startswith(tmp_prefix(run_id)) and entry.is_file():
-                    os.unlink(entry.path)
+            for entry in list_dir(folder):
+                if entry.name.startswith(tmp_prefix(run_id)) and entry.is_file:
+                    entry.path.unlink()
                     removed += 1
         return removed
 
@@ -495,8 +510,19 @@ class RunDir:
         self.write_record(record)
 
 
-def _check_out_location(root: Path, given: str | os.PathLike[str],
-                        inputs: Sequence[Path]) -> None:
+def _check_out_location(root: Location, given: str | os.PathLike[str] | ObjectPath,
+                        inputs: Sequence[Location]) -> None:
+    if isinstance(root, ObjectPath):
+        if root.key and root.is_file():
+            raise RunDirError(f"--out {given} is an object, not a prefix (folder)")
+        for folder in inputs:
+            if _inside(root, folder):
+                raise RunDirError(f"--out {given} lies inside the input folder {folder}: the "
+                                  "run would read its own output; choose an --out outside it")
+            if _inside(folder, root):
+                raise RunDirError(f"the input folder {folder} lies inside --out {given}: the "
+                                  "run would write among its inputs; choose an --out outside it")
+        return
     for part in (root, *root.parents):
         if part.exists():
             if not part.is_dir():
@@ -505,6 +531,8 @@ def _check_out_location(root: Path, given: str | os.PathLike[str],
             break
     real = Path(os.path.realpath(root))
     for folder in inputs:
+        if isinstance(folder, ObjectPath):
+            continue
         src = Path(os.path.realpath(folder))
         if _inside(real, src):
             raise RunDirError(f"--out {given} lies inside the input folder {folder}: the run "
