@@ -222,11 +222,20 @@ class RunDir:
             ids = np.asarray(dets["image_id"].to_pylist(), dtype=object)
             coords = np.stack([dets[c].to_numpy() for c in ("x1", "y1", "x2", "y2", "score")],
                               axis=1) if dets.num_rows else np.zeros((0, 5), np.float32)
+            # group once per shard (a stable sort keeps each image's rows in stored order),
+            # not one scan of the shard per image
+            order = np.argsort(ids, kind="stable") if len(ids) else np.zeros(0, np.int64)
+            sorted_ids = ids[order]
+            starts: dict[str, int] = {}
+            ends: dict[str, int] = {}
+            for i, image_id in enumerate(sorted_ids):
+                starts.setdefault(image_id, i)
+                ends[image_id] = i + 1
             for image_id, status in zip(images["image_id"].to_pylist(),
                                         images["status"].to_pylist(), strict=True):
                 if status != "ok":
                     continue
-                rows = coords[ids == image_id]
+                rows = coords[order[starts.get(image_id, 0):ends.get(image_id, 0)]]
                 yield image_id, rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32)
 
     # ---------------------------------------------------------------- writing

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -284,3 +285,29 @@ def test_half_written_shard_and_own_temporaries_are_removed(tmp_path: Path) -> N
         state = again.prepare(CONFIG, _shards())
         assert state.done.num_shards == 2
         assert not (root / "detections" / "part-00002.parquet").exists()
+
+
+def test_detections_by_image_groups_interleaved_rows_in_stored_order(tmp_path: Path) -> None:
+    from pipeline.schema import DETECTIONS_SCHEMA, IMAGES_SCHEMA
+    from tests.rundir_support import write_run_dir
+
+    rng = np.random.default_rng(0)
+    ids = [f"ev/img{i}" for i in range(6)]
+    status = ["ok", "ok", "error", "ok", "ok", "ok"]
+    det_ids = [ids[i] for i in rng.choice([0, 1, 3, 5], size=40)]  # img4 has none
+    coords = rng.random((40, 5), dtype=np.float32)
+    dets = pa.table({"image_id": det_ids,
+                     **{c: coords[:, k] for k, c in enumerate(("x1", "y1", "x2", "y2", "score"))}},
+                    schema=DETECTIONS_SCHEMA)
+    images = pa.table({"image_id": ids, "path": [f"/x/{i}.jpg" for i in ids],
+                       "width": [10] * 6, "height": [10] * 6, "status": status,
+                       "error": [None if s == "ok" else "broken" for s in status],
+                       "num_detections": [det_ids.count(i) for i in ids],
+                       "seconds": [0.0] * 6}, schema=IMAGES_SCHEMA)
+    run = write_run_dir(tmp_path / "run", [(dets, images)])
+    got = {i: (b, s) for i, b, s in run.detections_by_image(min_score=0.3)}
+    assert list(got) == [i for i, s in zip(ids, status, strict=True) if s == "ok"]
+    for image_id, (boxes, scores) in got.items():
+        mask = (np.asarray(det_ids) == image_id) & (coords[:, 4] >= 0.3)
+        np.testing.assert_array_equal(boxes, coords[mask, :4])  # stored order kept
+        np.testing.assert_array_equal(scores, coords[mask, 4])
