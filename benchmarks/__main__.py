@@ -31,6 +31,12 @@ TABLES: dict[str, tuple[str, list[str], list[str]]] = {
     "pipeline": ("bench_pipeline.py", [], ["--rss-sizes", "1000"]),
     "multiscale": ("bench_multiscale.py", [], ["--repeats", "1"]),
     "scaling": ("bench_scaling.py", [], []),
+    "run_cpu": ("bench_run_cpu.py", [], ["--images", "8", "--rounds", "1"]),
+    "onnx": ("bench_onnx.py", ["--threads", "1"], ["--threads", "1", "--images", "6",
+                                                   "--rounds", "1"]),
+    "bootstrap": ("bench_bootstrap.py", ["--fddb"], ["--replicates", "200"]),
+    "dtype": ("bench_dtype.py", [], ["--num-images", "8", "--release-images", "2"]),
+    "manifest": ("bench_manifest.py", [], ["--sizes", "10000", "100000"]),
 }
 TABLE_TIMEOUT_S = 1800  # a table that hangs (e.g. a stuck local Ray) must not stop the others
 
