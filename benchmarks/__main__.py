@@ -5,6 +5,9 @@ others); the aggregator records the machine (CPU model, cores, torch/numpy versi
 settings, load average) beside the tables.
 
     .venv/bin/python -m benchmarks [--quick] [--only forward postprocess ...]
+
+The full set writes ``results/latest.{md,json}``; a subset (``--only``) writes
+``results/partial.{md,json}`` and leaves the full set as it was.
 """
 
 from __future__ import annotations
@@ -98,9 +101,12 @@ def main() -> int:
                   result["stdout"].rstrip(), result.get("stderr_tail", "")]
         print("\n".join(lines[-5:]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "latest.json").write_text(json.dumps({"machine": info, "tables": tables},
-                                                    indent=2))
+    # a subset (--only) goes beside the full set, never over it
+    stem = "latest" if set(args.only) == set(TABLES) else "partial"
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"machine": info, "tables": tables},
+                                                     indent=2))
+    print(f"written: {RESULTS / stem}.md and .json", flush=True)
     return 0 if all(t["status"] in ("ok", "absent") for t in tables) else 1
 
 
