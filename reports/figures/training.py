@@ -1,5 +1,6 @@
 """Training curves of a ``dsfd train`` folder (its ``metrics.jsonl``): loss parts, learning
-rate, images/s, and the validation AP with the best step marked. matplotlib without pyplot."""
+rate, images/s, and the validation AP (WIDER) or TPR (FDDB) with the best step marked;
+matplotlib without pyplot."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 LOSS_PARTS = ("loss", "first_conf", "first_box", "second_conf", "second_box")
-VAL_SETTINGS = ("val_easy", "val_medium", "val_hard")
+VAL_SETTINGS = ("val_easy", "val_medium", "val_hard")  # WIDER AP (matlab flavour)
+VAL_FDDB = ("val_fddb_discrete", "val_fddb_continuous")  # FDDB TPR at 1000 false positives
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -19,7 +21,8 @@ def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list
 
 def plot_training(rows: Sequence[dict[str, Any]], best_step: int | None = None,
                   title: str = "") -> tuple[Figure, Any]:
-    """Four panels: loss parts (log scale), learning rate, images/s, validation AP.
+    """Four panels: loss parts (log scale), learning rate, images/s, validation AP (WIDER)
+    or TPR (FDDB).
 
     Args:
         rows: ``metrics.jsonl`` entries in file order (loss lines and ``val_*`` lines).
@@ -45,15 +48,18 @@ def plot_training(rows: Sequence[dict[str, Any]], best_step: int | None = None,
         if steps:
             ax.plot(steps, values)
         ax.set_title(label)
-    any_val = False
-    for key in VAL_SETTINGS:
+    drawn: list[str] = []
+    for key in VAL_SETTINGS + VAL_FDDB:
         steps, values = _series(rows, key)
         if steps:
-            any_val = True
+            drawn.append(key)
             val_ax.plot(steps, values, marker="o", label=key.removeprefix("val_"))
+    any_val = bool(drawn)
     if best_step is not None and any_val:
         val_ax.axvline(best_step, color="k", ls="--", lw=1, label=f"best.pt (step {best_step})")
-    val_ax.set_title("validation AP (WIDER, matlab)" if any_val else "no validation recorded")
+    titles = ([ "validation AP (WIDER, matlab)"] if set(drawn) & set(VAL_SETTINGS) else []) + \
+        (["validation TPR at 1000 FP (FDDB)"] if set(drawn) & set(VAL_FDDB) else [])
+    val_ax.set_title("; ".join(titles) if titles else "no validation recorded")
     if any_val:
         val_ax.legend(fontsize="small")
     for ax in axes.ravel():

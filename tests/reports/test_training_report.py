@@ -54,3 +54,22 @@ def test_the_training_page_renders_in_chromium(training_dir: Path, tmp_path: Pat
     body = re.search(r"<body([^>]*)>", dom.stdout)
     assert body is not None
     assert 'data-figures="1"' in body.group(1) and 'data-broken="0"' in body.group(1)
+
+
+@pytest.mark.parametrize(("keys", "title"), [
+    (("val_easy", "val_medium", "val_hard"), "validation AP (WIDER, matlab)"),
+    (("val_fddb_discrete", "val_fddb_continuous"), "validation TPR at 1000 FP (FDDB)"),
+])
+def test_the_validation_panel_draws_wider_ap_or_fddb_tpr(keys: tuple[str, ...],
+                                                          title: str) -> None:
+    from reports.figures.training import plot_training
+
+    rows = [{"step": s, "loss": 5.0 / s, "lr": 1e-3, "images_per_s": 3.0} for s in (1, 2, 3, 4)]
+    rows += [{"step": s, **{k: 0.1 * s for k in keys}} for s in (2, 4)]
+    _, axes = plot_training(rows, best_step=4)
+    val_ax = axes.ravel()[3]
+    assert val_ax.get_title() == title
+    drawn = {line.get_label(): list(line.get_ydata()) for line in val_ax.get_lines()}
+    for key in keys:
+        assert drawn[key.removeprefix("val_")] == pytest.approx([0.2, 0.4])
+    assert "best.pt (step 4)" in drawn
