@@ -10,18 +10,23 @@ output folder (foreign files, another job's lock, an overlap with the input fold
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from jobs.common import (
+    RAY_LOG,
+    VERBOSE_ENV,
     CommandError,
+    RayLog,
     init_ray,
+    log_file_for,
     non_negative_float,
     positive_float,
     positive_int,
     score,
-    stdout_to_stderr,
+    verbose_requested,
 )
 
 DEFAULT_MODEL = "shipped"
@@ -60,7 +65,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="P",
                         help="refuse images with more pixels (default: Pillow's 178956970)")
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
-                        help="images per forward pass, single-scale (default 1)")
+                        help="images per forward pass; multi-scale: passes of equal size "
+                             "per forward (default 1)")
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="run the model as loaded (default: BatchNorm folded into the "
+                             "convolutions and channels-last, when its self-check passes)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="only the first N images of the dataset (in manifest order); "
                              "rerunning with a larger N or none extends the run")
@@ -73,22 +82,37 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-errors", action="store_true",
                         help="on resume, rerun the shards that hold error rows (e.g. after a "
                              "transient read error); other complete shards are kept")
+    parser.add_argument("--path-column", default=None, metavar="COL",
+                        help="manifest: datasets: the column of image paths/URIs, or of "
+                             "embedded image bytes (default 'path')")
+    parser.add_argument("--id-column", default=None, metavar="COL",
+                        help="manifest: datasets: the column of image ids (default: the path "
+                             "as written, or FILE#ROW for embedded images)")
     parser.add_argument("--restart", action="store_true",
                         help="remove what an earlier run wrote in RUN_DIR (its parts and "
                              "run.json, nothing else) instead of resuming it")
+    parser.add_argument("--force-unlock", action="store_true",
+                        help="take over RUN_DIR's lock although another host wrote it (only "
+                             "when no job runs there any more; see docs/pipeline.md)")
+    parser.add_argument("--verbose", action="store_true",
+                        help=f"also show Ray's own logs on the console (or set {VERBOSE_ENV}=1); "
+                             f"they always go to RUN_DIR/{RAY_LOG}")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, metavar="SPEC",
                         help="wider:ROOT[:split], fddb:ROOT, folder:PATH, list:FILE, "
-                             "synthetic:DIR")
+                             "manifest:URI, synthetic:DIR")
     add_run_arguments(parser)
 
 
-def input_folders(description: dict[str, Any]) -> list[Path]:
-    """The folders a dataset reads whole (a folder dataset's root), which --out must avoid."""
+def input_folders(description: dict[str, Any]) -> list[Any]:
+    """The folders a dataset reads whole (a folder dataset's root, a local path or an
+    object-storage prefix), which --out must avoid."""
+    from pipeline.storage import location
+
     if description.get("kind") == "folder" and description.get("root"):
-        return [Path(str(description["root"]))]
+        return [location(str(description["root"]))]
     return []
 
 
@@ -115,18 +139,26 @@ def run_job(args: argparse.Namespace, dataset_spec: str, command: str) -> Any:
     from pipeline.rundir import RunDir
     from pipeline.runner import ClusterConfig, RunConfig
 
-    source = limit_dataset(open_dataset(dataset_spec), getattr(args, "limit", None))
+    options = {"path_column": getattr(args, "path_column", None),
+               "id_column": getattr(args, "id_column", None)}
+    source = limit_dataset(open_dataset(dataset_spec, options), getattr(args, "limit", None))
     config = RunConfig(model=args.model, multiscale=args.multiscale, max_size=args.max_size,
                        shard_size=args.shard_size,
                        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
                        keep_score=args.keep_score, dtype=args.dtype)
     cluster = ClusterConfig(num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
                             num_cpus_per_worker=args.cpus_per_worker,
-                            batch_size=args.batch_size,
+                            batch_size=args.batch_size, optimize=args.optimize,
                             wait_timeout=args.wait_timeout or None)
     description = source.describe()
     model = load_model_description(args.model, args.dtype)
-    run = RunDir.open_for_writing(args.out, inputs=input_folders(description))
+    from pipeline.storage import StorageError
+
+    try:
+        run = RunDir.open_for_writing(args.out, inputs=input_folders(description),
+                                      force_unlock=getattr(args, "force_unlock", False))
+    except StorageError as exc:  # the bucket: missing, access denied, unreachable
+        raise CommandError(f"--out {args.out}: {exc}") from None
     try:
         if args.model == "shipped" and description.get("kind") not in (
                 "synthetic", "synthetic-fddb"):
@@ -147,9 +179,12 @@ def _run_on_ray(args: argparse.Namespace, source: Any, run: Any, config: Any, cl
                 dataset_spec: str, model: dict[str, Any]) -> Any:
     from pipeline.runner import run_inference
 
+    log = RayLog(log_file_for(args.out), verbose=verbose_requested(getattr(args, "verbose", False)))
+    if log.path.parent.parent != Path(os.path.abspath(str(args.out))):
+        print(f"dsfd: note: Ray's logs go to {log.path}", file=sys.stderr)
     try:
-        with stdout_to_stderr():  # Ray's own messages stay off stdout, shutdown included
-            started = init_ray(args.address)
+        with log.stdout():  # Ray's own messages stay off stdout, shutdown included
+            started = init_ray(args.address, log)
             try:
                 return run_inference(source, run, config, cluster, dataset_spec=dataset_spec,
                                      model=model, retry_errors=args.retry_errors)
@@ -159,12 +194,20 @@ def _run_on_ray(args: argparse.Namespace, source: Any, run: Any, config: Any, cl
 
                     ray.shutdown()
     except RuntimeError as exc:
-        raise CommandError(str(exc).splitlines()[0]) from exc
+        log.write_failure("run", exc)
+        raise CommandError(f"{_first_line(exc)} (full log: {log.path})") from exc
     except OSError as exc:  # the run directory: disk full, read-only, vanished, ...
         if isinstance(exc, FileNotFoundError | PermissionError | NotADirectoryError):
             raise
-        raise CommandError(str(exc).strip().splitlines()[0] if str(exc).strip()
-                           else type(exc).__name__) from exc
+        log.write_failure("run", exc)
+        raise CommandError(_first_line(exc)) from exc
+    finally:
+        log.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe_summary(summary: Any) -> str:

@@ -10,17 +10,30 @@ Example (the small CPU model of the demo)::
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jobs.common import CommandError, check_ray_address, interrupt_on_sigterm, positive_int
+from jobs.common import (
+    RAY_LOG,
+    VERBOSE_ENV,
+    CommandError,
+    init_ray,
+    log_file_for,
+    positive_int,
+    verbose_requested,
+)
 
-VERBOSE_ENV = "DSFD_VERBOSE"
-RAY_LOG = "logs/ray.log"
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.training.validation import ValidationDetections
+
+WIDER_SELECT_BY = ("easy", "medium", "hard")  # pipeline.training.config.WIDER_METRICS
+FDDB_SELECT_BY = ("fddb_discrete", "fddb_continuous")  # pipeline.training.config.FDDB_METRICS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -134,15 +147,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--val-dataset",
         default=None,
         metavar="SPEC",
-        help="validate on this WIDER-style split (e.g. synthetic:DIR:val) with dsfd run's "
-        "single-scale path; AP goes to metrics.jsonl and best.pt keeps the best step",
+        help="validate on this split with dsfd run's single-scale path: a WIDER-style one "
+        "(wider:ROOT:val, synthetic:DIR:val; AP easy/medium/hard) or an FDDB one (fddb:ROOT, "
+        "synthetic-fddb:DIR; TPR at 1000 false positives, discrete and continuous); the "
+        "metrics go to metrics.jsonl and best.pt keeps the best step",
     )
     parser.add_argument("--val-every", type=int, default=0,
                         help="steps between validations (default 0: only at the end)")
     parser.add_argument("--val-limit", type=positive_int, default=None,
                         help="validate on the first N images only")
-    parser.add_argument("--select-by", choices=("easy", "medium", "hard"), default="hard",
-                        help="the AP setting best.pt is chosen by (default hard)")
+    parser.add_argument("--select-by", choices=WIDER_SELECT_BY + FDDB_SELECT_BY, default=None,
+                        help="the metric best.pt is chosen by (default hard for a WIDER-style "
+                        "--val-dataset, fddb_discrete for an FDDB one)")
     parser.add_argument(
         "--verbose",
         action="store_true",
@@ -156,37 +172,115 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.errors import root_cause
     from pipeline.training import fit
 
-    config = _config(args)
+    val_kind = _check_val_dataset(args.val_dataset) if args.val_dataset is not None else None
+    config = _config(args, val_kind)
     _check_dataset(config.dataset)
-    if config.val_dataset is not None:
-        _check_val_dataset(config.val_dataset)
     _check_out(config, restart=args.restart)
-    verbose = args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
-    log_path = Path(config.out) / RAY_LOG
+    evaluator = ValidationEvaluator(val_kind) if val_kind is not None else None
     console = TrainConsole()
+    log = None
     started = time.perf_counter()
     try:
         if config.workers > 0:
-            _route_ray_logs(log_path, verbose=verbose)
-            _init_ray(args.address, log_path, verbose=verbose)
-            _check_workers_fit(config)
-        final = fit(config, console=console)
+            os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+            from jobs.common import RayLog
+
+            log = RayLog(log_file_for(config.out), verbose=verbose_requested(args.verbose))
+            with log.stdout():
+                init_ray(args.address, log)
+                _check_workers_fit(config)
+                final = fit(config, console=console, evaluator=evaluator)
+        else:
+            final = fit(config, console=console, evaluator=evaluator)
     except CommandError:
         raise
     except (ValueError, OSError) as exc:
-        _log_failure(log_path, exc, config.workers)
+        if log is not None:
+            log.write_failure("train", exc)
         raise CommandError(str(exc).strip().splitlines()[0]) from exc
     except Exception as exc:  # noqa: BLE001 - Ray Train wraps a worker's error: its last line
-        _log_failure(log_path, exc, config.workers)
-        where = f" (full log: {log_path})" if config.workers else ""
+        where = ""
+        if log is not None:
+            log.write_failure("train", exc)
+            where = f" (full log: {log.path})"
         raise CommandError(f"training failed: {root_cause(exc)}{where}") from exc
     finally:
         console.close()
+        if log is not None:
+            log.close()
     print(_summary(config, final, time.perf_counter() - started), flush=True)
     return 0
 
 
-def _config(args: argparse.Namespace) -> Any:
+@dataclass(frozen=True)
+class ValidationEvaluator:
+    """Scores a validation during training with the evaluators of ``dsfd eval``: WIDER FACE
+    AP per setting (matlab flavour) or FDDB TPR at 1000 false positives (discrete and
+    continuous, :func:`reports.fddb.evaluate_run`). Pickled to the Ray Train workers.
+
+    Attributes:
+        kind: ``"wider"`` or ``"fddb"``.
+    """
+
+    kind: str
+
+    def __call__(self, found: ValidationDetections) -> dict[str, float]:
+        from pipeline.datasets import ground_truth
+
+        gt = ground_truth(found.spec)
+        if self.kind == "fddb":
+            return _fddb_metrics(found, gt)
+        return _wider_metrics(found, gt)
+
+
+def _wider_metrics(found: ValidationDetections, gt: Any) -> dict[str, float]:
+    """WIDER AP (matlab flavour) on the images detected on (the ground truth cut to them)."""
+    import numpy as np
+
+    from pipeline.datasets.wider import WiderGroundTruth
+    from reports.wider.evaluate import evaluate_predictions
+    from reports.wider.predictions import WiderPredictions, group_detection_columns
+
+    seen = set(found.image_ids)
+    subset = WiderGroundTruth(images=tuple(i for i in gt if i.image_id in seen),
+                              events=gt.events, settings=gt.settings, source=gt.source)
+    values = _stacked(found.detections)  # (N, 5)
+    image_ids = np.asarray([i for i, d in zip(found.image_ids, found.detections, strict=True)
+                            for _ in range(len(d))], dtype=object)
+    pred = WiderPredictions(flavour="matlab", source=found.spec)
+    for image_id, det in group_detection_columns(image_ids, values[:, :4], values[:, 4]):
+        if image_id in subset:
+            pred.images[image_id] = det
+    result, _ = evaluate_predictions(pred, subset)
+    return {**{f"val_{s}": float(result.ap[s]) for s in WIDER_SELECT_BY},
+            "val_images": float(len(subset))}
+
+
+def _fddb_metrics(found: ValidationDetections, annotations: Any) -> dict[str, float]:
+    """FDDB TPR at 1000 false positives, as ``dsfd eval fddb`` computes it from a run
+    directory of the same detections, on the annotated images detected on."""
+    import numpy as np
+
+    from pipeline.boxes import xyxy_to_xywh
+    from pipeline.datasets.fddb import FddbDetections
+    from reports.fddb import evaluate_run
+
+    detections = {i: FddbDetections(i, xyxy_to_xywh(d[:, :4]), d[:, 4].astype(np.float64))
+                  for i, d in zip(found.image_ids, found.detections, strict=True)}
+    sizes = dict(zip(found.image_ids, found.sizes, strict=True))
+    images = [a for a in annotations if a.image_id in sizes]
+    result = evaluate_run(detections, images, sizes=sizes)
+    return {"val_fddb_discrete": float(result.tpr_disc),
+            "val_fddb_continuous": float(result.tpr_cont), "val_images": float(len(images))}
+
+
+def _stacked(detections: list[np.ndarray]) -> np.ndarray:
+    import numpy as np
+
+    return np.concatenate(detections) if detections else np.zeros((0, 5), np.float32)
+
+
+def _config(args: argparse.Namespace, val_kind: str | None) -> Any:
     from dsfd.config import ModelConfig
     from pipeline.training import TrainConfig
 
@@ -221,8 +315,19 @@ def _config(args: argparse.Namespace) -> Any:
         val_dataset=args.val_dataset,
         val_every=args.val_every,
         val_limit=args.val_limit,
-        select_by=args.select_by,
+        select_by=_select_by(args.select_by, val_kind),
     )
+
+
+def _select_by(select_by: str | None, val_kind: str | None) -> str:
+    """``--select-by``, defaulted by the validation set's kind and checked against it."""
+    metrics = FDDB_SELECT_BY if val_kind == "fddb" else WIDER_SELECT_BY
+    if select_by is None:
+        return metrics[-1] if val_kind != "fddb" else metrics[0]
+    if val_kind is not None and select_by not in metrics:
+        raise CommandError(f"--select-by {select_by}: the {val_kind.upper()} --val-dataset gives "
+                           f"{', '.join(metrics)}")
+    return select_by
 
 
 def _check_dataset(spec: str) -> None:
@@ -239,18 +344,27 @@ def _check_dataset(spec: str) -> None:
         raise CommandError(f"{spec}: {len(records)} images but no face boxes to learn from")
 
 
-def _check_val_dataset(spec: str) -> None:
-    """Refuse a validation spec without WIDER ground truth before training starts."""
+def _check_val_dataset(spec: str) -> str:
+    """The kind of a validation spec's ground truth (``wider`` or ``fddb``); a spec without
+    either is refused before training starts."""
     from pipeline.datasets import ground_truth
+    from pipeline.datasets.fddb import FddbImage
     from pipeline.datasets.wider import WiderGroundTruth
 
     try:
         gt = ground_truth(spec)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(f"--val-dataset: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(gt, WiderGroundTruth):
-        raise CommandError(f"--val-dataset {spec}: validation needs WIDER-style ground truth "
-                           "(wider: or synthetic: specs)")
+    if isinstance(gt, WiderGroundTruth):
+        kind = "wider"
+    elif isinstance(gt, list) and all(isinstance(i, FddbImage) for i in gt):
+        kind = "fddb"
+    else:
+        raise CommandError(f"--val-dataset {spec}: validation needs WIDER-style or FDDB ground "
+                           "truth (wider:, synthetic:, fddb: or synthetic-fddb: specs)")
+    if not len(gt):
+        raise CommandError(f"--val-dataset {spec}: no annotated images")
+    return kind
 
 
 def _check_out(config: Any, *, restart: bool) -> None:
@@ -297,6 +411,7 @@ class TrainConsole:
 
     def __call__(self, entry: dict[str, Any], steps: int) -> None:
         from pipeline.training.loop import format_entry
+        from pipeline.training.validation import is_validation_entry
 
         if self.bar is None and self.tty and "loss" in entry:
             from tqdm import tqdm
@@ -304,7 +419,7 @@ class TrainConsole:
             self.bar = tqdm(total=steps, initial=int(entry.get("resumed_from", 0)),
                             unit="step", desc="train", file=sys.stderr, dynamic_ncols=True,
                             smoothing=0.1)
-        if "val_hard" in entry or self.bar is None:
+        if is_validation_entry(entry) or self.bar is None:
             line = format_entry(entry, steps)
             if self.bar is not None:
                 self.bar.write(line, file=sys.stderr)
@@ -333,86 +448,3 @@ def _summary(config: Any, final: dict[str, Any], seconds: float) -> str:
                  f"({config.out}/best.pt)" if best else "")
     return (f"done: step {final.get('step')} loss {final.get('loss', float('nan')):.4f} in "
             f"{seconds:.0f} s; checkpoint {config.out}/last.pt{best_text}")
-
-
-def _route_ray_logs(log_path: Path, *, verbose: bool) -> None:
-    """Ray's driver-side Python logging (``ray``, ``ray.train``, ...) to ``log_path``; kept on
-    the console too when ``verbose``."""
-    import ray  # noqa: F401 - sets up the "ray" logger and its console handler
-
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("ray")
-    if not verbose:
-        for old in list(logger.handlers):
-            if isinstance(old, logging.StreamHandler) and not isinstance(
-                    old, logging.FileHandler):
-                logger.removeHandler(old)
-    logger.addHandler(handler)
-
-
-def _worker_lines_to(log_path: Path) -> Any:
-    """A handler of Ray's worker-output stream that appends each line, prefixed with the
-    worker as Ray prints it, to ``log_path``."""
-    fh = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the driver's lifetime
-
-    def handle(data: dict[str, Any]) -> None:
-        who = data.get("actor_name") or data.get("task_name") or ""
-        prefix = f"({who} pid={data.get('pid')}, ip={data.get('ip')})"
-        for line in data.get("lines", []):
-            fh.write(f"{prefix} {line}\n")
-
-    return handle
-
-
-def _init_ray(address: str | None, log_path: Path, *, verbose: bool) -> None:
-    """Start a local Ray or join ``address`` (as :func:`jobs.common.init_ray`), with the
-    workers' output streamed into ``log_path`` instead of the console (to both when
-    ``verbose``)."""
-    import signal
-
-    import ray
-    from ray._private.worker import global_worker_stdstream_dispatcher
-
-    from jobs.common import _start_reaper, stdout_to_stderr
-
-    for key, value in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0"),
-                       ("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0"), ("RAY_TRAIN_V2_ENABLED", "1")):
-        os.environ.setdefault(key, value)
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address and address != "auto":
-        check_ray_address(address)
-    if ray.is_initialized():
-        return
-    with stdout_to_stderr():  # ray.init prints its banner on stdout
-        if address:
-            try:
-                ray.init(address=address, log_to_driver=True)
-            except ConnectionError as exc:  # e.g. "auto" with no cluster running
-                lines = str(exc).strip().splitlines() or [type(exc).__name__]
-                raise CommandError(f"--address {address}: {lines[0]}") from None
-        else:
-            _start_reaper()
-            ray.init(include_dashboard=False, log_to_driver=True)
-    if not verbose:
-        global_worker_stdstream_dispatcher.remove_handler("ray_print_logs")
-    global_worker_stdstream_dispatcher.add_handler("dsfd_ray_log", _worker_lines_to(log_path))
-    try:  # ray.init installs a handler that exits at once on SIGTERM: take it back
-        signal.signal(signal.SIGTERM, interrupt_on_sigterm)
-    except ValueError:  # not the main thread
-        pass
-
-
-def _log_failure(log_path: Path, exc: BaseException, workers: int) -> None:
-    """The full error, with its traceback, at the end of ``log_path`` (Ray runs only)."""
-    import traceback
-
-    if workers == 0:
-        return
-    try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a") as fh:
-            fh.write("dsfd train failed:\n" + "".join(traceback.format_exception(exc)))
-    except OSError:
-        pass

@@ -5,10 +5,13 @@ incomplete shard to one of ``N`` :class:`~pipeline.actors.ShardWorker` actors, k
 ``N * max_in_flight_per_worker`` shards in flight. Each actor writes its shard's Parquet part
 pair itself and returns only counts, so the driver's memory does not grow with the dataset.
 
-Fault tolerance: actors are created with ``max_restarts > 0`` and ``max_task_retries=-1``, so
-Ray restarts a dead actor (on another node when its node died) and reruns its shards; an actor
-that cannot be restarted is replaced here and its shard resubmitted. A shard's files are
-replaced atomically, so a rerun shard never leaves duplicates.
+Fault tolerance: tasks are not retried on the same actor (``max_task_retries=0``) and, by
+default, Ray does not restart a dead actor (``max_restarts=0``): the pool replaces it with a
+fresh one (placed wherever there is room, so another node when its node died) and sends the
+shards it held back to the queue, where live actors take them. Ray then reports why the actor
+died (an out-of-memory kill by its memory monitor is one line naming the shard and the sizes;
+with restarts left it would only say the actor restarted). A shard's files are replaced
+atomically, so a rerun shard never leaves duplicates.
 
 Resume, verification and every rule of what may be written or removed belong to the run
 directory (:class:`~pipeline.rundir.RunDir`); this module only schedules. It expects Ray to be
@@ -20,6 +23,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -35,6 +39,7 @@ from pipeline.images import DEFAULT_MAX_PIXELS
 from pipeline.progress import Progress
 from pipeline.rundir import OutputWriteError, RunDir, ShardWriter
 from pipeline.shards import ManifestDigest, Shard, iter_shards
+from pipeline.storage import forwarded_env
 
 
 class DatasetSource(Protocol):
@@ -95,9 +100,12 @@ class ClusterConfig:
         num_gpus_per_worker: GPUs per actor; None gives 1 when the cluster has GPUs, else 0.
         num_cpus_per_worker: CPUs per actor (torch threads); None splits the cluster's CPUs.
         decode_threads: image decoding threads per actor.
-        batch_size: images per forward pass (single-scale).
+        batch_size: images per forward pass (multi-scale: passes of equal size).
+        optimize: folded BatchNorm + channels-last in the DSFD workers (float rounding only).
         max_in_flight_per_worker: shards queued per actor (2 keeps it busy between shards).
-        max_restarts: times Ray restarts a dead actor before the runner replaces it.
+        max_restarts: times Ray restarts a dead actor before the runner replaces it (0, the
+            default: the runner replaces it at once, and Ray's reason for the death, such as
+            an out-of-memory kill, reaches the run's error).
         max_shard_attempts: submissions of one shard before the run fails.
         actor_name_prefix: when set, actors are named ``{prefix}-{slot}`` (find them with
             ``ray.get_actor``, e.g. to inspect or fault-inject); names must be unused.
@@ -110,8 +118,9 @@ class ClusterConfig:
     num_cpus_per_worker: float | None = None
     decode_threads: int = 2
     batch_size: int = 1
+    optimize: bool = True
     max_in_flight_per_worker: int = 2
-    max_restarts: int = 4
+    max_restarts: int = 0
     max_shard_attempts: int = 4
     actor_name_prefix: str | None = None
     wait_timeout: float | None = 600.0
@@ -229,6 +238,7 @@ class _Slot:
     probe: Any  # the ref of its model_info call while it is (re)starting, else None
     ready: bool = False
     load: int = 0
+    failed_starts: int = 0  # actors of this slot that died in a row before their model loaded
 
 
 class _WorkerPool:
@@ -237,8 +247,8 @@ class _WorkerPool:
     A shard goes only to an actor whose model has loaded, so a restarting or unplaceable
     actor (its node lost, no room left) never holds work: when an actor dies, the shards it
     held return to the queue and the live actors run them (tasks are not retried on the same
-    actor). Ray restarts a dead actor where it can (``max_restarts``); one that cannot come
-    back is replaced. While no actor can run, the pool says what it waits for, and gives up
+    actor). A dead actor is replaced by a fresh one (or restarted by Ray first when
+    ``max_restarts > 0``); one that cannot come back is replaced. While no actor can run, the pool says what it waits for, and gives up
     after ``wait_timeout`` seconds.
     """
 
@@ -259,6 +269,9 @@ class _WorkerPool:
             "num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus,
             "max_restarts": cluster.max_restarts, "max_task_retries": 0,
             "scheduling_strategy": "SPREAD"}
+        storage_env = forwarded_env()  # object-storage settings (names from an allow-list)
+        if storage_env:
+            self._options["runtime_env"] = {"env_vars": storage_env}
         self._generation = 0
         self.slots = [self._new_slot(i) for i in range(resources.num_workers)]
         self.actors_started = [slot.actor for slot in self.slots]
@@ -284,7 +297,7 @@ class _WorkerPool:
         actor: Any = self._actor_class.options(**options).remote(self._settings, self._writer)
         return _Slot(actor=actor, probe=actor.model_info.remote())
 
-    def _replace(self, index: int) -> None:
+    def _replace(self, index: int, failed_starts: int = 0) -> None:
         """Kill the actor of ``index`` for good and start a fresh one in its place."""
         try:
             self._ray.kill(self.slots[index].actor, no_restart=True)
@@ -292,6 +305,7 @@ class _WorkerPool:
             pass
         self._generation += 1
         self.slots[index] = self._new_slot(index)
+        self.slots[index].failed_starts = failed_starts
         self.actors_started.append(self.slots[index].actor)
 
     def _probe_done(self, index: int, ref: Any) -> None:
@@ -305,7 +319,11 @@ class _WorkerPool:
             if getattr(exc, "actor_init_failed", False):
                 raise RuntimeError(f"detector workers could not start: {root_cause(exc)}") \
                     from exc
-            self._replace(index)
+            failed = slot.failed_starts + 1
+            if failed >= self._cluster.max_shard_attempts:  # a crash while loading, each time
+                raise RuntimeError(f"detector workers could not start: {failed} actors in a row "
+                                   f"died while loading the model: {root_cause(exc)}") from exc
+            self._replace(index, failed)
             return
         except errors.RayError as exc:
             raise RuntimeError(f"detector workers could not start: {root_cause(exc)}") from exc
@@ -313,7 +331,7 @@ class _WorkerPool:
             raise RuntimeError(f"a worker loaded other weights (checksum {info.get('checksum')})"
                                f" than the driver ({self._checksum}); a checkpoint path must "
                                "name the same file on every node")
-        slot.ready, slot.probe = True, None
+        slot.ready, slot.probe, slot.failed_starts = True, None, 0
 
     def submit(self, shard: Shard) -> list[ShardResult]:
         """Queue ``shard``; return shards finished meanwhile (blocks while the pool is full)."""
@@ -383,9 +401,12 @@ class _WorkerPool:
         except errors.OutOfMemoryError as exc:
             raise RuntimeError(_oom_message(shard, exc)) from exc
         except errors.RayActorError as exc:
-            if slot.actor is actor and slot.ready:  # the actor died: probe it once
-                slot.ready, slot.load = False, 0
-                slot.probe = actor.model_info.remote()
+            if slot.actor is actor and slot.ready:  # the actor died
+                if self._cluster.max_restarts > 0:  # Ray may restart it: probe it once
+                    slot.ready, slot.load = False, 0
+                    slot.probe = actor.model_info.remote()
+                else:  # it is gone for good: a fresh actor takes its place
+                    self._replace(index)
             self._requeue(shard, tries, exc)
         except errors.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
@@ -443,9 +464,18 @@ class _WorkerPool:
 
 
 def _oom_message(shard: Shard, exc: BaseException) -> str:
+    """One line for a shard whose actor Ray's memory monitor killed: the shard, the memory
+    measured (the actor's, and the node's against its limit, as Ray reports them) and the
+    remedy."""
+    text = str(exc)
+    actor = re.search(r"actual memory used=([\d.]+\s*[KMGT]?i?B)", text)
+    node = re.search(r"was ([\d.]+\s*[KMGT]?i?B) used / ([\d.]+\s*[KMGT]?i?B) limit", text)
+    measured = ", ".join(
+        ([f"the actor used {actor[1]}"] if actor else [])
+        + ([f"the node {node[1]} of its {node[2]} limit"] if node else [])) or root_cause(exc)
     return (f"shard {shard.index} (first image {shard.entries[0].image_id!r}) ran out of "
-            f"memory: {root_cause(exc)}; lower --batch-size or --max-size, or use fewer, "
-            "larger workers")
+            f"memory ({measured}); lower --batch-size or --max-size, or use fewer, "
+            "larger workers (--workers, --cpus-per-worker)")
 
 
 def _run_config(config: RunConfig, model: dict[str, Any],
@@ -471,7 +501,8 @@ def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
         model=config.model, multiscale=config.multiscale, max_size=config.max_size,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
         decode_threads=cluster.decode_threads, batch_size=cluster.batch_size,
-        use_gpu=resources.num_gpus > 0, keep_score=config.keep_score, dtype=config.dtype)
+        use_gpu=resources.num_gpus > 0, keep_score=config.keep_score, dtype=config.dtype,
+        optimize=cluster.optimize)
     return _WorkerPool(settings, writer, resources, cluster, checksum)
 
 
@@ -558,7 +589,12 @@ def _finish_record(record: dict[str, Any], summary: RunSummary, plan: dict[str, 
              "images_run": summary.images_run, "startup_seconds": summary.startup_seconds,
              "shard_seconds": summary.shard_seconds, "write_seconds": summary.write_seconds,
              "shards_per_node": summary.shards_per_node,
-             "shards_requeued": summary.shards_requeued}
+             "shards_requeued": summary.shards_requeued,
+             # how this invocation's parts were computed; not compared on resume (parts of
+             # either setting differ by float rounding only)
+             "inference": {"optimize": cluster.get("optimize"),
+                           "batch_size": cluster.get("batch_size"),
+                           "bucket": int(cluster.get("batch_size") or 1) > 1}}
     record["plan"] = plan
     record["history"] = [*record.get("history", []), entry]
     record["totals"] = {"num_images": summary.num_images, "num_errors": summary.num_errors,

@@ -49,20 +49,27 @@ def save_training_checkpoint(
         shutil.copyfile(path, tmp)
         os.replace(tmp, out / LAST)
     except (OSError, RuntimeError) as exc:  # torch's writer raises RuntimeError on a full disk
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write the step {step} checkpoint to {out}: "
-                      f"{_write_reason(exc)}; free space or fix the folder, then run the same "
-                      "command again to resume") from exc
+        reason = _write_reason(exc, [path, tmp])
+        for torn in (tmp, path):  # our exact names: a torn file is never left behind
+            torn.unlink(missing_ok=True)
+        raise OSError(f"cannot write the step {step} checkpoint to {out}: {reason}; free space "
+                      "or fix the folder, then run the same command again to resume") from exc
     numbered = sorted(out.glob("checkpoint-*.pt"))
     for old in numbered[: max(0, len(numbered) - config.keep_checkpoints)]:
         old.unlink(missing_ok=True)
     return path
 
 
-def _write_reason(exc: BaseException) -> str:
-    """The system's words for a failed write (``No space left on device``), one line."""
+def _write_reason(exc: BaseException, written: list[Path]) -> str:
+    """The system's words for a failed write (``No space left on device``), one line.
+
+    torch's writer reports a short write as ``unexpected pos A vs B`` without the error
+    number; then the cause is found from where it stopped: at the process's file-size limit
+    (EFBIG), or on a file system with no room left (ENOSPC).
+    """
     import errno as errno_codes
     import re
+    import resource
 
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno)
@@ -73,6 +80,13 @@ def _write_reason(exc: BaseException) -> str:
     for code in (errno_codes.ENOSPC, errno_codes.EFBIG, errno_codes.EDQUOT):
         if os.strerror(code).lower() in text.lower():
             return os.strerror(code)
+    short = re.search(r"unexpected pos (\d+) vs (\d+)", text)
+    if short:  # torch wrote up to the second number, then a write fell short
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and int(short[2]) + 64 * 1024 > limit:
+            return os.strerror(errno_codes.EFBIG)
+        if written and shutil.disk_usage(written[0].parent).free < 1024 * 1024:
+            return os.strerror(errno_codes.ENOSPC)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 
@@ -181,9 +195,11 @@ def check_resumable(config: TrainConfig) -> None:
 
 def remove_training_outputs(out: Path) -> list[Path]:
     """``--restart``: remove what ``dsfd train`` wrote in ``out`` (its config, checkpoints,
-    metrics and Ray Train's storage folder) and nothing else; returns what went."""
+    the best checkpoint, metrics and Ray Train's storage folder) and nothing else; returns
+    what went."""
     removed: list[Path] = []
-    for path in [out / CONFIG_FILE, out / LAST, out / "metrics.jsonl",
+    for path in [out / CONFIG_FILE, out / LAST, out / METRICS, out / "best.pt",
+                 out / "best.json",
                  *out.glob("checkpoint-[0-9][0-9][0-9][0-9][0-9][0-9][0-9].pt")]:
         if path.is_file():
             path.unlink()
@@ -198,11 +214,20 @@ def remove_training_outputs(out: Path) -> list[Path]:
 
 
 def trim_metrics(out: Path, step: int) -> None:
-    """Drop progress lines past ``step`` (logged after the checkpoint a resume starts from)."""
+    """Drop progress lines past ``step`` (logged after the checkpoint a resume starts from),
+    and a torn last line (a writer killed mid-line); every other line is kept as it is."""
     path = out / METRICS
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+
+    def step_of(line: str) -> float:
+        try:
+            entry = json.loads(line)
+            return float(entry["step"])
+        except (ValueError, TypeError, KeyError):
+            return float("inf")  # torn or foreign: dropped
+
+    kept = [line for line in path.read_text().splitlines() if step_of(line) <= step]
     tmp = out / f".{METRICS}.tmp"
     tmp.write_text("".join(f"{line}\n" for line in kept))
     os.replace(tmp, path)

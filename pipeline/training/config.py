@@ -20,6 +20,11 @@ from dsfd.config import ModelConfig
 from dsfd.loss import LossConfig
 
 CONFIG_FILE = "train_config.json"
+WIDER_METRICS = ("easy", "medium", "hard")
+"""WIDER FACE AP per setting (``val_easy``, ...), of a WIDER-style validation split."""
+FDDB_METRICS = ("fddb_discrete", "fddb_continuous")
+"""FDDB TPR at 1000 false positives (``val_fddb_discrete``, ...), of an FDDB validation set."""
+SELECT_BY = WIDER_METRICS + FDDB_METRICS
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,13 @@ class TrainConfig:
             ``"positives+negatives"`` (the paper's text).
         auxiliary_weight: weight of each auxiliary branch's loss (the release's head/body).
         expand_prob: probability of the SSD branch's zoom-out (0, as the official code).
-        val_dataset: a dataset spec with WIDER ground truth to validate on (single scale, as
-            ``dsfd run``), or None for no validation.
+        val_dataset: a dataset spec with WIDER or FDDB ground truth to validate on (single
+            scale, as ``dsfd run``), or None for no validation.
         val_every: steps between validations (0: only at the end); the end is always
             validated when ``val_dataset`` is set.
         val_limit: validate on the first ``val_limit`` images only (None: all).
-        select_by: the AP setting ``best.pt`` is selected by: ``easy``, ``medium``, ``hard``.
+        select_by: the metric ``best.pt`` is selected by: a WIDER AP setting (``easy``,
+            ``medium``, ``hard``) or an FDDB TPR (``fddb_discrete``, ``fddb_continuous``).
 
     Raises:
         ValueError: a setting out of range, naming it and the value.
@@ -136,8 +142,9 @@ class TrainConfig:
             raise ValueError(f"val_every must be >= 0, got {self.val_every}")
         if self.val_limit is not None and self.val_limit < 1:
             raise ValueError(f"val_limit must be >= 1 or None, got {self.val_limit}")
-        if self.select_by not in ("easy", "medium", "hard"):
-            raise ValueError(f"select_by must be easy, medium or hard, got {self.select_by!r}")
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}, got "
+                             f"{self.select_by!r}")
 
     def validates_at(self, step: int) -> bool:
         """Whether ``step`` is a validation step (every ``val_every``, and the end)."""

@@ -9,8 +9,10 @@ seed and the step (:class:`pipeline.training.data.TrainingImages`), so a resumed
 exactly.
 
 Progress goes to ``CKPT_DIR/metrics.jsonl`` (one JSON object per logged step: loss parts, lr,
-images/s, and ``resumed_from``, the step this attempt started from; one per validation:
-``val_easy``/``val_medium``/``val_hard``, ``val_images``, ``best``), to TensorBoard event files
+images/s, and ``resumed_from``, the step this attempt started from; one per validation: the
+evaluator's ``val_*`` metrics (``val_easy``/``val_medium``/``val_hard`` for WIDER,
+``val_fddb_discrete``/``val_fddb_continuous`` for FDDB), ``val_images``, ``best``), to
+TensorBoard event files
 under ``CKPT_DIR/tb`` and, in the process that trains (local mode), to a console callback. A
 Ray Train worker shows nothing: the driver tails ``metrics.jsonl``.
 """
@@ -35,6 +37,7 @@ from pipeline.training.checkpoints import (
     trim_metrics,
 )
 from pipeline.training.config import TrainConfig, write_train_config
+from pipeline.training.validation import Evaluator, is_validation_entry
 
 Report = Callable[[int, dict[str, float], Any, Any], None]
 """``report(step, loss_parts, model, optimizer)``, called at every checkpoint step."""
@@ -109,16 +112,16 @@ Console = Callable[[dict[str, Any], int], None]
 """``console(entry, steps)``, called with every entry rank 0 appends to ``metrics.jsonl``
 (loss lines and ``val_*`` lines), to show it; ``dsfd train`` renders them as one bar."""
 
-SKIPPED_IN_TENSORBOARD = frozenset({"step", "time", "resumed_from"})
+SKIPPED_IN_TENSORBOARD = frozenset({"step", "time", "resumed_from", "best"})
 
 
 def format_entry(entry: dict[str, Any], steps: int) -> str:
     """One console line for a ``metrics.jsonl`` entry (a loss line or a validation line)."""
-    if "val_hard" in entry:
-        return (f"validation step {entry['step']}/{steps}: AP easy {entry['val_easy']:.4f} "
-                f"medium {entry['val_medium']:.4f} hard {entry['val_hard']:.4f} "
-                f"({entry['val_images']:.0f} images)"
-                + (" best" if entry.get("best") else ""))
+    if is_validation_entry(entry):
+        values = " ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in entry.items()
+                          if k.startswith("val_") and k != "val_images")
+        return (f"validation step {entry['step']}/{steps}: {values} "
+                f"({entry['val_images']:.0f} images)" + (" best" if entry.get("best") else ""))
     return (f"step {entry['step']}/{steps} lr {entry['lr']:.1e} loss {entry['loss']:.4f} "
             f"(second conf {entry['second_conf']:.3f} box {entry['second_box']:.3f}) "
             f"{entry['images_per_s']:.1f} img/s")
@@ -133,10 +136,17 @@ class TensorBoard:
     """Rank 0's scalars as TensorBoard event files under ``OUT/tb`` (tensorboardX, which
     ``ray[train]`` brings): ``loss/PART``, ``lr``, ``images_per_s``, ``val/SETTING``."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, start: int) -> None:
+        import os
+        import uuid
+
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(logdir=str(out / "tb"), flush_secs=30)
+        # tensorboardX names a file by the second and the host only: a resume within the same
+        # second would truncate the earlier invocation's file
+        suffix = f".{os.getpid()}.step{start}.{uuid.uuid4().hex[:8]}"
+        self.writer = SummaryWriter(logdir=str(out / "tb"), flush_secs=30,
+                                    filename_suffix=suffix)
 
     def add(self, entry: dict[str, Any]) -> None:
         """Write the numeric values of one metrics entry at its step."""
@@ -165,7 +175,7 @@ class Progress:
         self.path, self.config, self.start = out / METRICS, config, start
         self.last_time, self.last_step = time.perf_counter(), start
         self.console = console
-        self.tensorboard = TensorBoard(out)
+        self.tensorboard = TensorBoard(out, start)
 
     def log(self, step: int, lr: float, parts: dict[str, float]) -> None:
         """Append one metrics line (loss parts, lr, images/s) and show it."""
@@ -189,7 +199,7 @@ class Progress:
 
 
 def _validate(config: TrainConfig, step: int, model: Any, progress: Progress,
-              best: dict[str, Any] | None) -> dict[str, Any] | None:
+              best: dict[str, Any] | None, evaluator: Evaluator) -> dict[str, Any] | None:
     """Validate the current model (rank 0), record ``val_*`` and keep ``best.pt``; returns
     the best record so far."""
     from pipeline.training.validation import is_better, save_best, validation_metrics
@@ -199,11 +209,14 @@ def _validate(config: TrainConfig, step: int, model: Any, progress: Progress,
     core = getattr(model, "module", model)
     device = next(core.parameters()).device
     try:
-        metrics = validation_metrics(core, config.val_dataset, limit=config.val_limit,
-                                     device=device)
+        metrics = validation_metrics(core, config.val_dataset, evaluator,
+                                     limit=config.val_limit, device=device)
     finally:
         core.train()  # dsfd.Detector switched it to eval mode
     metric = f"val_{config.select_by}"
+    if metric not in metrics:
+        raise ValueError(f"--select-by {config.select_by}: the validation of "
+                         f"{config.val_dataset} gives {sorted(metrics)}")
     improved = is_better(metrics[metric], best)
     if improved:
         best = save_best(Path(config.out), step, core, metric, metrics[metric],
@@ -232,6 +245,7 @@ def train_loop(
     prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
     restored: dict[str, Any] | None = None,
     console: Console | None = print_entry,
+    evaluator: Evaluator | None = None,
 ) -> dict[str, float]:
     """Build, restore, train to ``config.last_step``, calling ``report`` at checkpoint steps.
 
@@ -246,10 +260,16 @@ def train_loop(
         restored: a checkpoint handed over by the caller (Ray Train's), used when it is newer
             than the newest readable checkpoint of ``config.out``.
         console: shows rank 0's metrics entries (None: nothing is shown).
+        evaluator: scores the validations (needed when ``config.val_dataset`` is set).
 
     Returns:
         The last step and its loss parts.
+
+    Raises:
+        ValueError: ``config.val_dataset`` is set but no ``evaluator`` given.
     """
+    if config.val_dataset is not None and evaluator is None:
+        raise ValueError(f"validation on {config.val_dataset} needs an evaluator")
     out = Path(config.out)
     model = build_model(config)
     optimizer = make_optimizer(model, config)
@@ -277,8 +297,8 @@ def train_loop(
         parts = loss.as_dict()
         if progress is not None and (step % config.log_every == 0 or step == config.steps):
             progress.log(step, lr, parts)
-        if progress is not None and config.validates_at(step):
-            best = _validate(config, step, model, progress, best)
+        if progress is not None and evaluator is not None and config.validates_at(step):
+            best = _validate(config, step, model, progress, best, evaluator)
         if step % config.checkpoint_every == 0 or step in (config.steps, config.stop_at):
             report(step, parts, model, optimizer)
     if progress is not None:
@@ -293,7 +313,8 @@ def _best_so_far(out: Path) -> dict[str, Any] | None:
 
 
 def train_in_process(config: TrainConfig, device: str | None = None,
-                     console: Console | None = print_entry) -> dict[str, Any]:
+                     console: Console | None = print_entry,
+                     evaluator: Evaluator | None = None) -> dict[str, Any]:
     """Train in the calling process, without Ray (``workers == 0``).
 
     The same loop, data, checkpoints and metrics as a Ray Train worker of rank 0; writes
@@ -303,6 +324,7 @@ def train_in_process(config: TrainConfig, device: str | None = None,
         config: the resolved settings (``workers`` must be 0).
         device: torch device; default CUDA when ``gpus_per_worker > 0`` and available, else CPU.
         console: shows the metrics entries (default: one printed line each).
+        evaluator: scores the validations (needed when ``config.val_dataset`` is set).
 
     Returns:
         The final step and loss parts.
@@ -323,4 +345,4 @@ def train_in_process(config: TrainConfig, device: str | None = None,
         save_training_checkpoint(Path(config.out), step, core, optimizer, config)
 
     return train_loop(config, rank=0, report=report, device=torch.device(device),
-                      console=console)
+                      console=console, evaluator=evaluator)

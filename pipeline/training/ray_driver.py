@@ -28,6 +28,7 @@ from pipeline.training.checkpoints import (
 )
 from pipeline.training.config import TrainConfig, write_train_config
 from pipeline.training.loop import Console, print_entry, train_in_process, train_loop
+from pipeline.training.validation import Evaluator, is_validation_entry
 
 RUN_NAME = "dsfd-train"
 
@@ -67,19 +68,23 @@ def _ray_checkpoint() -> dict[str, Any] | None:
             return None
 
 
-def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
-    """Ray Train's per-worker function: build, restore, train, checkpoint."""
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train's per-worker function: build, restore, train, checkpoint.
+
+    Args:
+        loop_config: ``{"train_config": TrainConfig.to_dict(), "evaluator": Evaluator | None}``.
+    """
     import ray.train
     import ray.train.torch
 
-    config = TrainConfig.from_dict(config_dict)
+    config = TrainConfig.from_dict(loop_config["train_config"])
     rank = ray.train.get_context().get_world_rank()
 
     def report(step: int, parts: dict[str, float], model: Any, optimizer: Any) -> None:
         _report(step, parts, model, optimizer, config, rank)
 
     train_loop(config, rank=rank, report=report, prepare_model=ray.train.torch.prepare_model,
-               restored=_ray_checkpoint(), console=None)
+               restored=_ray_checkpoint(), console=None, evaluator=loop_config["evaluator"])
 
 
 class MetricsTail:
@@ -133,7 +138,7 @@ class MetricsTail:
     def _show(self, entry: dict[str, Any]) -> None:
         if not isinstance(entry, dict) or entry.get("time", 0.0) < self.since:
             return
-        kind = "val" if "val_hard" in entry else "loss"
+        kind = "val" if is_validation_entry(entry) else "loss"
         step = int(entry.get("step", 0))
         if step <= self.shown.get(kind, -1):
             return
@@ -142,7 +147,8 @@ class MetricsTail:
 
 
 def fit(config: TrainConfig, *, controller_failure_limit: int = -1,
-        console: Console | None = print_entry) -> dict[str, Any]:
+        console: Console | None = print_entry,
+        evaluator: Evaluator | None = None) -> dict[str, Any]:
     """Train with Ray Train's TorchTrainer (Ray must already be initialised), or in this
     process without Ray when ``config.workers == 0``.
 
@@ -153,15 +159,20 @@ def fit(config: TrainConfig, *, controller_failure_limit: int = -1,
             tests pass 0 so a worker group that cannot start fails instead of retrying forever).
         console: shows rank 0's metrics entries once each (default: a printed line each;
             None: nothing). With Ray the driver tails ``metrics.jsonl`` (:class:`MetricsTail`).
+        evaluator: scores the validations (needed when ``config.val_dataset`` is set); it is
+            pickled with the training function to the workers.
 
     Returns:
         The final metrics reported by rank 0 (``step`` and the loss parts).
 
     Raises:
-        ValueError: ``config.out`` holds checkpoints of another model.
+        ValueError: ``config.out`` holds checkpoints of another model; a validation without
+            an evaluator.
     """
+    if config.val_dataset is not None and evaluator is None:
+        raise ValueError(f"validation on {config.val_dataset} needs an evaluator")
     if config.workers == 0:
-        return train_in_process(config, console=console)
+        return train_in_process(config, console=console, evaluator=evaluator)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -184,7 +195,7 @@ def fit(config: TrainConfig, *, controller_failure_limit: int = -1,
     )
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config.to_dict(),
+        train_loop_config={"train_config": config.to_dict(), "evaluator": evaluator},
         scaling_config=scaling,
         run_config=run,
     )

@@ -1,11 +1,13 @@
-"""Validation during training: the current model over a validation split, evaluated as WIDER
-FACE AP (matlab flavour), and ``best.pt``, the checkpoint of the best validation step so far.
+"""Validation during training: the current model over a validation split, scored by an
+evaluator the caller hands in, and ``best.pt``, the checkpoint of the best validation step so
+far.
 
 The detection is ``dsfd run``'s single-scale path (:func:`pipeline.images.decode_image`, then
 :meth:`dsfd.Detector.prepare` and :meth:`~dsfd.Detector.detect_prepared`, no ``max_size``), run
-in memory by rank 0 on its own device; the evaluation is :func:`reports.wider.evaluate.
-evaluate_predictions` on the images validated (``limit`` restricts the ground truth to them).
-The other workers wait meanwhile at their next gradient all-reduce.
+in memory by rank 0 on its own device; the other workers wait meanwhile at their next gradient
+all-reduce. The scoring is an :data:`Evaluator` (WIDER FACE AP, FDDB TPR, ...): the command
+builds it from the evaluators of ``reports/`` and it travels with the training function to the
+Ray Train workers, so this package never imports ``reports``.
 
 ``best.pt`` is written through a temporary name next to ``last.pt`` and described by
 ``best.json`` (``step``, ``metric``, ``value``), which a resumed run reads to keep the best so
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,43 +27,54 @@ import numpy as np
 
 BEST = "best.pt"
 BEST_INFO = "best.json"
-SELECT_BY = ("easy", "medium", "hard")
 
 
-def validation_metrics(model: Any, spec: str, *, limit: int | None = None,
-                       device: Any = None) -> dict[str, float]:
-    """WIDER AP of ``model`` (matlab flavour, single scale) on the images of ``spec``.
+@dataclass(frozen=True)
+class ValidationDetections:
+    """What the model found on the validation images, in manifest order.
+
+    Attributes:
+        spec: the validation dataset spec.
+        limit: only the first ``limit`` images were run (None: all).
+        image_ids: the images detected on (unreadable images are left out, as ``dsfd run``
+            leaves them without detections).
+        detections: per image, float32 (K, 5) ``x1 y1 x2 y2 score`` in pixels of the original
+            image (x2/y2 exclusive, as a run directory stores them).
+        sizes: per image, ``(width, height)`` in pixels.
+    """
+
+    spec: str
+    limit: int | None
+    image_ids: list[str] = field(default_factory=list)
+    detections: list[np.ndarray] = field(default_factory=list, repr=False)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+
+
+Evaluator = Callable[[ValidationDetections], dict[str, float]]
+"""``evaluator(found) -> {"val_NAME": value, ...}``: the metrics of one validation (higher is
+better for each), including ``val_images`` (the images scored). It must pickle: it is sent to
+the Ray Train workers with the training function."""
+
+
+def detect_validation_images(model: Any, spec: str, *, limit: int | None = None,
+                             device: Any = None) -> ValidationDetections:
+    """Run ``model`` over the images of ``spec`` (``dsfd run``'s single-scale path).
 
     Args:
         model: a DSFD model (not DDP-wrapped); it is left in eval mode.
-        spec: a dataset spec with WIDER ground truth (``wider:ROOT:val``,
-            ``synthetic:DIR:val``).
-        limit: validate on the first ``limit`` images only (the ground truth is cut to them).
+        spec: a dataset spec (``wider:ROOT:val``, ``synthetic:DIR:val``, ``fddb:ROOT``, ...).
+        limit: detect on the first ``limit`` images only.
         device: where to run; default the model's device.
-
-    Returns:
-        ``val_easy``, ``val_medium``, ``val_hard`` (AP) and ``val_images``.
-
-    Raises:
-        ValueError: the spec has no WIDER ground truth (naming it).
     """
     import torch
 
     import dsfd
-    from pipeline.datasets import ground_truth, limit_dataset, open_dataset
-    from pipeline.datasets.wider import WiderGroundTruth
+    from pipeline.datasets import limit_dataset, open_dataset
     from pipeline.images import ImageReadError, decode_image
-    from reports.wider.evaluate import evaluate_predictions
-    from reports.wider.predictions import WiderPredictions, group_detection_columns
 
-    gt = ground_truth(spec)
-    if not isinstance(gt, WiderGroundTruth):
-        raise ValueError(f"--val-dataset {spec}: validation needs WIDER-style ground truth "
-                         f"(wider: or synthetic: specs), got {type(gt).__name__}")
     source = limit_dataset(open_dataset(spec), limit)
     detector = dsfd.Detector(model, device=device)
-    ids: list[str] = []
-    rows: list[np.ndarray] = []
+    found = ValidationDetections(spec=spec, limit=limit)
     with torch.no_grad():
         for entry in source.iter_manifest():
             try:
@@ -67,22 +82,29 @@ def validation_metrics(model: Any, spec: str, *, limit: int | None = None,
             except ImageReadError:
                 continue  # as `dsfd run`: an unreadable image has no detections
             prepared = detector.prepare(image.pixels, max_size=None)
-            found = detector.detect_prepared([prepared], [(image.height, image.width)])[0]
-            ids.append(entry.image_id)
-            rows.append(np.asarray(found, dtype=np.float32).reshape(-1, 5))  # (K, 5)
-    seen = set(ids)
-    subset = WiderGroundTruth(images=tuple(i for i in gt if i.image_id in seen),
-                              events=gt.events, settings=gt.settings, source=gt.source)
-    values = np.concatenate(rows) if rows else np.zeros((0, 5), np.float32)  # (N, 5)
-    image_ids = np.asarray([i for i, r in zip(ids, rows, strict=True) for _ in range(len(r))],
-                           dtype=object)
-    pred = WiderPredictions(flavour="matlab", source=spec)
-    for image_id, det in group_detection_columns(image_ids, values[:, :4], values[:, 4]):
-        if image_id in subset:
-            pred.images[image_id] = det
-    result, _ = evaluate_predictions(pred, subset)
-    return {**{f"val_{s}": float(result.ap[s]) for s in SELECT_BY},
-            "val_images": float(len(subset))}
+            boxes = detector.detect_prepared([prepared], [(image.height, image.width)])[0]
+            found.image_ids.append(entry.image_id)
+            found.detections.append(np.asarray(boxes, dtype=np.float32).reshape(-1, 5))
+            found.sizes.append((image.width, image.height))
+    return found
+
+
+def validation_metrics(model: Any, spec: str, evaluator: Evaluator, *, limit: int | None = None,
+                       device: Any = None) -> dict[str, float]:
+    """The metrics ``evaluator`` gives ``model``'s detections on the images of ``spec``.
+
+    Raises:
+        ValueError: the evaluator returned no ``val_`` metric, or a non-number.
+    """
+    metrics = evaluator(detect_validation_images(model, spec, limit=limit, device=device))
+    if not any(k.startswith("val_") and k != "val_images" for k in metrics):
+        raise ValueError(f"validation evaluator {evaluator!r} returned no val_ metric")
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def is_validation_entry(entry: dict[str, Any]) -> bool:
+    """Whether a ``metrics.jsonl`` entry is a validation line (else a loss line)."""
+    return "val_images" in entry
 
 
 def read_best(out: Path) -> dict[str, Any] | None:

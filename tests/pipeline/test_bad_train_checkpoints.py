@@ -75,3 +75,53 @@ def test_a_torn_last_pt_falls_back_to_the_newest_good_checkpoint(
     with pytest.warns(UserWarning, match="last.pt"):
         fit(replace(cfg, stop_at=None))
     assert read_weights_file(out / "last.pt")["extra"]["step"] == 4
+
+
+FILE_SIZE_LIMIT = 256 * 1024  # below a checkpoint (~1.5 MB), above metrics.jsonl
+
+
+def limit_file_size() -> None:
+    """Ray worker setup hook: writes past 256 KiB fail with EFBIG (as a full disk fails with
+    ENOSPC); Ray's own processes keep their limits."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_full_disk_while_checkpointing_is_one_line(synth_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ray Train worker that cannot write its checkpoint stops the training with one line
+    naming the step, the folder and the system's reason; the log has the whole story."""
+    import os
+
+    import ray
+
+    from jobs.cli import main
+
+    out = tmp_path / "ckpt"
+    if ray.is_initialized():
+        ray.shutdown()
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(repo), str(Path(__file__).parent)]))
+    monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": limit_file_size})
+    try:
+        capsys.readouterr()
+        code = main(["train", "--dataset", f"synthetic:{synth_dir}", "--out", str(out),
+                     "--model", "vgg16", "--width", "0.0625", "--workers", "1", "--steps",
+                     "4", "--batch-size", "2", "--image-size", "64", "--checkpoint-every",
+                     "2", "--max-failures", "0"])
+    finally:
+        ray.shutdown()
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert "\n" not in err, err
+    assert err.startswith(f"dsfd train: error: training failed: OSError: cannot write the step 2 "
+                          f"checkpoint to {out}: File too large; free space"), err
+    assert err.endswith(f"(full log: {out / 'logs' / 'ray.log'})")
+    assert "Traceback" in (out / "logs" / "ray.log").read_text()
+    assert not (out / "last.pt").exists() and not list(out.glob(".*.tmp"))
