@@ -248,8 +248,8 @@ class _WorkerPool:
     actor (its node lost, no room left) never holds work: when an actor dies, the shards it
     held return to the queue and the live actors run them (tasks are not retried on the same
     actor). A dead actor is replaced by a fresh one (or restarted by Ray first when
-    ``max_restarts > 0``); one that cannot come back is replaced. While no actor can run, the pool says what it waits for, and gives up
-    after ``wait_timeout`` seconds.
+    ``max_restarts > 0``; one that cannot come back is then replaced). While no actor can
+    run, the pool says what it waits for, and gives up after ``wait_timeout`` seconds.
     """
 
     def __init__(self, settings: WorkerSettings, writer: ShardWriter, resources: _Resources,
