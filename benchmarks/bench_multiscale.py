@@ -1,7 +1,8 @@
 """``Detector.detect_multiscale`` against the sum of its own passes, same image, model, process.
 
 For one image, each pass of the official schedule (:func:`dsfd.multiscale.multiscale_passes`)
-is timed on its own through ``Detector.detect_pass`` (resize, normalise, forward,
+is timed on its own through ``Detector.detect_pass`` (a ``batch_size=1`` detector, so
+``detect_multiscale`` runs every pass alone too) (resize, normalise, forward,
 post-processing, mapping back), with the bare forward of the same input timed beside it; then
 box voting of the size-filtered passes is timed alone, then the whole ``detect_multiscale``.
 The items are timed round-robin (every item once per round, after a warm-up) and the medians
@@ -10,12 +11,20 @@ concatenation, box voting and the copy out; the box-voting share is ``voting /
 detect_multiscale``. The voted result of the separately timed passes is checked equal to
 ``detect_multiscale``'s output, so both sides did the same work.
 
-The model has random weights (no download): its scores sit near 0.5, so every pass keeps the
-top 5000 boxes before NMS and voting sees tens of thousands of boxes -- the worst case for the
-post-processing, a trained model's boxes are far fewer.
+With ``--batched N`` it then times the multi-scale test as batched work against one pass at
+a time: ``Detector(batch_size=1).detect_multiscale`` image by image (every pass its own
+forward, as before batching) against ``Detector(batch_size=8).detect_multiscale_batch`` of
+the ``N`` images (the flipped pass with its original, equal sizes together), round-robin,
+and prints seconds per image and the ratio; the boxes are checked equal within float
+tolerance.
+
+A model name (``resnet50``) has random weights (no download): its scores sit near 0.5, so every
+pass keeps the top 5000 boxes before NMS and voting sees tens of thousands of boxes -- the worst
+case for the post-processing, a trained model's boxes are far fewer. ``--model shipped`` (or a
+checkpoint) loads trained weights; ``--width`` then does not apply.
 
     .venv/bin/python benchmarks/bench_multiscale.py [--model resnet50] [--width 0.25]
-        [--size 640x480] [--repeats 3] [--threads 1] [--json FILE]
+        [--size 640x480] [--repeats 3] [--threads 1] [--batched N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from dsfd import Detector, build_model  # noqa: E402
+from dsfd import Detector, build_model, load_model  # noqa: E402
 from dsfd.multiscale import TestPass, multiscale_passes, size_filter  # noqa: E402
 from dsfd.nms import box_vote  # noqa: E402
 from dsfd.preprocess import image_to_tensor, normalize, resize_uint8, resized_hw  # noqa: E402
@@ -118,6 +127,30 @@ def measure(detector: Detector, image: np.ndarray, repeats: int) -> dict[str, An
             "round_multiscale_s": [r["multiscale_s"] for r in rounds]}
 
 
+def measure_batched(model: torch.nn.Module, images: list[np.ndarray],
+                    repeats: int) -> dict[str, Any]:
+    """Seconds per image of the multi-scale test one pass at a time vs batched passes."""
+    sequential = Detector(model, device="cpu", batch_size=1)
+    batched = Detector(model, device="cpu", batch_size=8)
+
+    def one_by_one() -> list[np.ndarray]:
+        return [sequential.detect_multiscale(image) for image in images]
+
+    def together() -> list[np.ndarray]:
+        return batched.detect_multiscale_batch(images)
+
+    want, got = one_by_one(), together()  # warm-up, and the check
+    close = all(a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-2)
+                for a, b in zip(want, got, strict=True))
+    seq_s, bat_s = [], []
+    for _ in range(repeats):
+        seq_s.append(timed(one_by_one)[0] / len(images))
+        bat_s.append(timed(together)[0] / len(images))
+    seq, bat = statistics.median(seq_s), statistics.median(bat_s)
+    return {"images": len(images), "sequential_s_per_image": seq, "batched_s_per_image": bat,
+            "ratio": seq / bat, "close": close}
+
+
 def print_tables(r: dict[str, Any], header: str) -> None:
     """The per-pass table and the summary as Markdown."""
     print(header + "\n")
@@ -152,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="640x480", help="image WxH")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after a warm-up")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batched", type=int, default=0,
+                        help="also time batched passes vs one pass at a time on N images")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -159,20 +194,38 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    detector = Detector(build_model(args.model, width=args.width), device="cpu")
+    if args.model == "shipped" or Path(args.model).is_file():
+        model = load_model(args.model)[0]
+    else:
+        model = build_model(args.model, width=args.width)
+    detector = Detector(model, device="cpu", batch_size=1)  # every pass alone, as timed
     image = synthetic_image(width, height)
     load_start = os.getloadavg()[0]
     result = measure(detector, image, args.repeats)
     result["config"] = vars(args) | {"json": str(args.json), "torch": torch.__version__,
                                      "load_average": [load_start, os.getloadavg()[0]]}
-    print_tables(result, f"{args.model} width {args.width:g}, synthetic {width}x{height} image, "
+    name = args.model if args.model == "shipped" or \
+        Path(args.model).is_file() else f"{args.model} width {args.width:g}"
+    print_tables(result, f"{name}, synthetic {width}x{height} image, "
                  f"{len(result['passes'])} passes, {args.threads} thread(s), median of "
                  f"{args.repeats} round-robin rounds after a warm-up; load average "
                  f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    ok = result["identical"]
+    if args.batched > 0:
+        images = [synthetic_image(width, height, seed) for seed in range(args.batched)]
+        b = result["batched"] = measure_batched(model, images, args.repeats)
+        ok = ok and b["close"]
+        print(f"\nmulti-scale test, {b['images']} images of {width}x{height}: one pass at a "
+              "time vs batched passes (median of round-robin rounds)\n")
+        print("| path | s per image | ratio |\n|---|---:|---:|")
+        print(f"| sequential (batch_size=1) | {b['sequential_s_per_image']:.3f} | 1.00x |")
+        print(f"| batched (batch_size=8) | {b['batched_s_per_image']:.3f} "
+              f"| {b['ratio']:.2f}x |")
+        print(f"\nbatched boxes equal sequential within float tolerance: {b['close']}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if result["identical"] else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

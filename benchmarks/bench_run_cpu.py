@@ -7,7 +7,9 @@ the synthetic val images, round-robin, and prints images/s and the ratio per set
 
 - before: ``optimize=False``, batch 1, per-image post-processing with the numpy loop + sweep
   NMS (``method="loop"`` hybrid of the previous default);
-- each step alone, then today's defaults (compiled NMS, folded BatchNorm + channels-last).
+- each step alone, then batches: bucketed batches of 4 formed per window of 4 decoded images,
+  and grouped by bucket over a window of 4 batches (``pipeline.actors.GROUP_BATCHES``, the
+  default), and batches of 8.
 
     .venv/bin/python benchmarks/bench_run_cpu.py [--images 24] [--rounds 2] [--threads 1]
 """
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 import dsfd.nms as nms_module  # noqa: E402
+import pipeline.actors as actors  # noqa: E402
 from pipeline.actors import ShardWorker, WorkerSettings  # noqa: E402
 from pipeline.datasets import open_dataset  # noqa: E402
 from pipeline.rundir import RunDir  # noqa: E402
@@ -63,12 +66,28 @@ def previous_nms() -> Iterator[None]:
         nms_module.greedy_clusters = original  # type: ignore[assignment]
 
 
-SETTINGS: dict[str, tuple[dict[str, Any], bool]] = {  # name: (WorkerSettings, previous NMS)
-    "before (no optimize, batch 1, numpy NMS)": ({"optimize": False}, True),
-    "+ compiled NMS": ({"optimize": False}, False),
-    "+ folded BN + channels-last (today's default)": ({"optimize": True}, False),
-    "today's default, batch 4 bucketed": ({"optimize": True, "batch_size": 4}, False),
+SETTINGS: dict[str, tuple[dict[str, Any], bool, int]] = {
+    # name: (WorkerSettings, previous NMS, actors.GROUP_BATCHES)
+    "before (no optimize, batch 1, numpy NMS)": ({"optimize": False}, True, 1),
+    "+ compiled NMS": ({"optimize": False}, False, 1),
+    "+ folded BN + channels-last (batch 1)": ({"optimize": True}, False, 1),
+    "batch 4 bucketed, per window of 4": ({"optimize": True, "batch_size": 4}, False, 1),
+    "batch 4 bucketed, window of 16 grouped (default)": (
+        {"optimize": True, "batch_size": 4}, False, actors.GROUP_BATCHES),
+    "batch 8 bucketed, window of 32 grouped": (
+        {"optimize": True, "batch_size": 8}, False, actors.GROUP_BATCHES),
 }
+
+
+@contextmanager
+def group_batches(count: int) -> Iterator[None]:
+    """``pipeline.actors.GROUP_BATCHES`` set to ``count`` for the block."""
+    original = actors.GROUP_BATCHES
+    actors.GROUP_BATCHES = count
+    try:
+        yield
+    finally:
+        actors.GROUP_BATCHES = original
 
 
 def run_shard(root: Path, name: str, shard: Shard, settings: dict[str, Any],
@@ -101,14 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         shard = next(iter_shards(source.iter_manifest(), args.images))
         rates: dict[str, list[float]] = {name: [] for name in SETTINGS}
         for _ in range(args.rounds):  # round-robin: load from other processes hits all alike
-            for name, (settings, before) in SETTINGS.items():
-                if before:
-                    with previous_nms():
-                        rates[name].append(run_shard(root, f"r{len(rates[name])}-{name}",
-                                                     shard, settings, args.threads))
-                else:
-                    rates[name].append(run_shard(root, f"r{len(rates[name])}-{name}", shard,
-                                                 settings, args.threads))
+            for name, (settings, before, group) in SETTINGS.items():
+                with group_batches(group), previous_nms() if before else nullcontext():
+                    rates[name].append(run_shard(root, f"r{len(rates[name])}-{name}",
+                                                 shard, settings, args.threads))
     base = statistics.median(rates[next(iter(SETTINGS))])
     print(f"ShardWorker, shipped model, {args.images} synthetic val images, {args.threads} "
           f"thread(s), median of {args.rounds} round-robin rounds\n")

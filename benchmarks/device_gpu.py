@@ -1,25 +1,34 @@
-"""One H200 run of the forward precisions (under 8 minutes): throughput, GPU use, accuracy.
+"""One H200 run of every throughput target (under 8 minutes): new path vs today's, per dtype.
 
-Drives :class:`pipeline.actors.ShardWorker` directly (no Ray on the device machine) over
-generated 1024x683 JPEGs with a seeded full-width ``release-r152`` (random weights,
-``torch.manual_seed(0)`` as the DSFD family seeds a bare name), and prints one table:
+Drives :class:`pipeline.actors.ShardWorker` directly (no Ray on the device machine; the worker
+does not start one) over generated 1024x683 JPEGs with a seeded full-width ``release-r152``
+(random weights, ``torch.manual_seed(0)`` as the DSFD family seeds a bare name), and prints one
+table per dtype (float32, tf32, bfloat16):
 
-* images/s, single scale, batch 8, per dtype (float32, tf32, bfloat16): the worker end to end
-  (decode threads, forward, post-processing, Parquet write);
-* seconds per image of the multi-scale test, per dtype;
-* forward TFLOP/s at batch 8 (FLOPs counted by ``torch.utils.flop_counter``) against a
-  measured bfloat16 matmul peak (8192^3, CUDA events);
-* GPU busy share: time inside the model's forward (CUDA events around each call) over the
-  wall time of the single-scale shard;
+* single-scale images/s end to end (decode threads, forward, post-processing, Parquet write)
+  with today's defaults (folded BatchNorm + channels-last, bucketed batches of 16, batched
+  post-processing on the device) against the previous path (no folding, batch 1, per-image
+  post-processing) run in the same call, and their ratio;
+* GPU busy share of the single-scale shard's wall time: time inside the model's forward (CUDA
+  events around each call) over the wall time (a lower bound: post-processing kernels are
+  not counted);
+* forward TFLOP/s of the new path's model at its batch and bucket (FLOPs counted by
+  ``torch.utils.flop_counter``) against a bfloat16 matmul peak measured in the same process
+  (8192^3);
+* multi-scale seconds per image: passes batched (batch 16: the flipped pass with its original,
+  equal sizes of the shard's images together) against one pass at a time (batch 1);
 * dAP per dtype against float32 on the synthetic benchmark (``benchmarks/bench_dtype.py``):
-  the shipped model (30 images) and the seeded release-r152 (10 images), and the share of
-  float32 boxes matched at IoU >= 0.99.
+  the shipped model and the seeded release-r152, and the share of float32 boxes matched at
+  IoU >= 0.99;
+* then, guarded (skipped when it fails or time is short), the bfloat16 forward of one fixed
+  bucket shape under ``torch.compile`` against eager.
 
 ``--dry-run`` runs every code path on the CPU at tiny sizes (4 images of 128x85 through the
 full-width worker, a width-0.125 release for the accuracy part, a small matmul) so that the
-script is known to work before device time is spent; its numbers mean nothing.
+script is known to work before device time is spent; its numbers mean nothing. ``--compile``
+also tries ``torch.compile`` in the dry run (slow on a CPU).
 
-    python benchmarks/device_gpu.py [--dry-run] [--out DIR]
+    python benchmarks/device_gpu.py [--dry-run] [--compile] [--no-compile] [--out DIR]
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ class Plan:
 
     device: str
     width: int  # image width in pixels (height: 2/3 of it, as 1024x683)
-    num_images: int  # single-scale images per dtype
+    num_images: int  # single-scale images per dtype and path
     multiscale_images: int
     model_width: float  # of the seeded release-r152 in the accuracy part (the worker: 1.0)
     batch_size: int
@@ -69,11 +78,17 @@ class Plan:
     synthetic_images: int
     release_images: int
     dtypes: tuple[str, ...]
+    decode_threads: int
+    compile: bool  # try torch.compile of one bucket shape
+    seconds_before_compile: float  # skip the compile when the rest took longer
 
 
-DEVICE_PLAN = Plan("cuda", 1024, 96, 3, 1.0, 8, 8192, 30, 10,
-                   ("float32", "tf32", "bfloat16"))
-DRY_PLAN = Plan("cpu", 128, 4, 1, 0.125, 2, 256, 3, 2, ("float32", "tf32", "bfloat16"))
+DEVICE_PLAN = Plan("cuda", 1024, 256, 4, 1.0, 16, 8192, 30, 10,
+                   ("float32", "tf32", "bfloat16"), 8, True, 300.0)
+DRY_PLAN = Plan("cpu", 128, 4, 2, 0.125, 2, 256, 3, 2, ("float32", "tf32", "bfloat16"), 2,
+                False, 600.0)
+PREVIOUS = {"optimize": False, "batch_size": 1, "bucket": False}
+"""The worker settings before this round (with per-image post-processing)."""
 
 
 def write_jpegs(folder: Path, num_images: int, width: int) -> list[ManifestEntry]:
@@ -136,65 +151,128 @@ def _sync(device: str) -> None:
 
 
 @contextmanager
-def worker(plan: Plan, run_root: Path, dtype: str, multiscale: bool) -> Iterator[ShardWorker]:
-    """A ShardWorker on the plan's device writing into a fresh run directory."""
+def worker(plan: Plan, run_root: Path, dtype: str, multiscale: bool,
+           **overrides: Any) -> Iterator[ShardWorker]:
+    """A ShardWorker on the plan's device writing into a fresh run directory; ``overrides``:
+    WorkerSettings fields, plus ``postprocess`` (the detector's post-processing method)."""
+    postprocess = overrides.pop("postprocess", None)
+    fields: dict[str, Any] = {"batch_size": plan.batch_size} | overrides
     settings = WorkerSettings(model="release-r152", multiscale=multiscale,
-                              batch_size=plan.batch_size, num_threads=os.cpu_count() or 1,
-                              decode_threads=4, use_gpu=plan.device == "cuda", dtype=dtype)
+                              num_threads=os.cpu_count() or 1,
+                              decode_threads=plan.decode_threads,
+                              use_gpu=plan.device == "cuda", dtype=dtype, **fields)
     with RunDir.open_for_writing(run_root, restart=True) as run:
         w = ShardWorker(settings, run.begin({"config": {"dtype": dtype}}))
+        if postprocess is not None:
+            w.detector.detector.postprocess = postprocess  # type: ignore[attr-defined]
         try:
             yield w
         finally:
             w.close()
 
 
-def throughput(plan: Plan, root: Path, entries: list[ManifestEntry],
-               dtype: str) -> dict[str, float]:
-    """images/s and GPU busy share single-scale; seconds per image multi-scale."""
-    out: dict[str, float] = {}
+def single_scale(plan: Plan, root: Path, entries: list[ManifestEntry], dtype: str,
+                 name: str, **overrides: Any) -> dict[str, float]:
+    """images/s and GPU busy share of one single-scale shard (after a warm-up batch)."""
     shard = next(iter_shards(iter(entries), len(entries)))
-    with worker(plan, root / f"run-{dtype}", dtype, multiscale=False) as w:
+    with worker(plan, root / f"run-{name}-{dtype}", dtype, False, **overrides) as w:
         model = w.detector.detector.model  # type: ignore[attr-defined]
-        w.process(Shard(shard.index, shard.entries[:plan.batch_size], shard.digest))  # warm-up
+        warm = max(2, w.settings.batch_size)
+        w.process(Shard(shard.index, shard.entries[:warm], shard.digest))
         with ForwardTimer(model, plan.device) as timer:
             _sync(plan.device)
             start = time.perf_counter()
             w.process(shard)
             _sync(plan.device)
             wall = time.perf_counter() - start
-        out["images_per_s"] = len(entries) / wall
-        out["busy_share"] = timer.seconds() / wall
-        out["tflops"] = forward_tflops(model, plan, dtype, w)
-    few = Shard(shard.index, shard.entries[:plan.multiscale_images], shard.digest)
-    with worker(plan, root / f"ms-{dtype}", dtype, multiscale=True) as w:
+        out = {"images_per_s": len(entries) / wall, "busy_share": timer.seconds() / wall}
+        if name == "new":
+            out["tflops"] = forward_tflops(w, plan)
+        return out
+
+
+def multiscale(plan: Plan, root: Path, entries: list[ManifestEntry], dtype: str,
+               batch_size: int) -> float:
+    """Seconds per image of the multi-scale test through the worker (first image warms up)."""
+    shard = next(iter_shards(iter(entries[:plan.multiscale_images + 1]), len(entries)))
+    with worker(plan, root / f"ms{batch_size}-{dtype}", dtype, True,
+                batch_size=batch_size) as w:
+        w.process(Shard(shard.index, shard.entries[:1], shard.digest))  # warm-up
+        few = Shard(shard.index, shard.entries[1:], shard.digest)
         _sync(plan.device)
         start = time.perf_counter()
         w.process(few)
         _sync(plan.device)
-        out["multiscale_s_per_image"] = (time.perf_counter() - start) / len(few.entries)
-    return out
+        return (time.perf_counter() - start) / len(few.entries)
 
 
-def forward_tflops(model: torch.nn.Module, plan: Plan, dtype: str, w: ShardWorker) -> float:
-    """Forward TFLOP/s at the plan's batch on the plan's image size, in ``dtype``."""
+def throughput(plan: Plan, root: Path, entries: list[ManifestEntry],
+               dtype: str) -> dict[str, float]:
+    """Every speed figure of one dtype: the new path and the previous one."""
+    new = single_scale(plan, root, entries, dtype, "new")
+    old = single_scale(plan, root, entries, dtype, "previous", **PREVIOUS,
+                       postprocess="per_image")
+    return {"images_per_s": new["images_per_s"], "busy_share": new["busy_share"],
+            "tflops": new["tflops"], "previous_images_per_s": old["images_per_s"],
+            "previous_busy_share": old["busy_share"],
+            "multiscale_s_per_image": multiscale(plan, root, entries, dtype, plan.batch_size),
+            "multiscale_sequential_s_per_image": multiscale(plan, root, entries, dtype, 1)}
+
+
+def bucket_input(w: ShardWorker, plan: Plan) -> torch.Tensor:
+    """A random batch as the worker's new path feeds it: the plan's batch at the image's
+    bucket (padded) size, channels-last when the model is folded."""
+    from dsfd.batching import bucket_hw
+
+    detector = w.detector.detector  # type: ignore[attr-defined]
+    hw = bucket_hw((round(plan.width * 683 / 1024), plan.width), detector.stride)
+    x = torch.randn(plan.batch_size, 3, *hw, device=plan.device)
+    return x.contiguous(memory_format=torch.channels_last) if detector.optimized else x
+
+
+def timed_forward(model: Any, x: torch.Tensor, device: str, repeats: int = 5) -> float:
+    """Seconds per forward of ``model(x)`` (after one warm-up call)."""
+    model(x)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(x)
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def forward_tflops(w: ShardWorker, plan: Plan) -> float:
+    """Forward TFLOP/s of the worker's model at the plan's batch and bucket, in its dtype."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    height = round(plan.width * 683 / 1024)
-    x = torch.randn(plan.batch_size, 3, height, plan.width, device=plan.device)
-    precision = w.detector.detector._precision  # type: ignore[attr-defined]
-    with torch.inference_mode(), precision():
+    detector = w.detector.detector  # type: ignore[attr-defined]
+    x = bucket_input(w, plan)
+    with torch.inference_mode(), detector._precision():
         with FlopCounterMode(display=False) as counter:
-            model(x)
+            detector.model(x)
         flops = counter.get_total_flops()
-        model(x)  # warm-up at this size
-        _sync(plan.device)
-        repeats = 5
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        _sync(plan.device)
-    return flops * repeats / (time.perf_counter() - start) / 1e12
+        return flops / timed_forward(detector.model, x, plan.device) / 1e12
+
+
+def compiled_forward(plan: Plan, root: Path) -> dict[str, Any]:
+    """bfloat16 (float32 on the CPU) forward of one bucket shape: eager vs ``torch.compile``
+    (``dynamic=False``); ``{"error": ...}`` when compiling fails."""
+    dtype = "bfloat16" if plan.device == "cuda" else "float32"
+    with worker(plan, root / "compile", dtype, False) as w:
+        detector = w.detector.detector  # type: ignore[attr-defined]
+        x = bucket_input(w, plan)
+        with torch.inference_mode(), detector._precision():
+            eager = timed_forward(detector.model, x, plan.device)
+            try:
+                start = time.perf_counter()
+                compiled = torch.compile(detector.model, dynamic=False)
+                compiled(x)
+                compile_s = time.perf_counter() - start
+                fast = timed_forward(compiled, x, plan.device)
+            except Exception as exc:  # noqa: BLE001 - optional: report and go on
+                return {"dtype": dtype, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"dtype": dtype, "shape": list(x.shape), "eager_s": eager, "compiled_s": fast,
+            "compile_s": compile_s, "ratio": eager / fast}
 
 
 def matmul_peak_tflops(plan: Plan) -> float:
@@ -226,51 +304,81 @@ def accuracy(plan: Plan, root: Path, dtypes: Sequence[str]) -> list[dict[str, An
     return rows
 
 
-def print_table(speed: dict[str, dict[str, float]], rows: list[dict[str, Any]],
+def print_table(plan: Plan, speed: dict[str, dict[str, float]], rows: list[dict[str, Any]],
                 peak: float) -> None:
     by_dtype: dict[str, dict[str, str]] = {}
     for r in rows:
         worst = max(abs(v) for v in r["dap"].values())
         cell = f"{worst:.4f} / {100 * r['matched']:.1f}%"
         by_dtype.setdefault(r["dtype"], {})[r["model"].split(" ")[0]] = cell
-    print(f"bf16 matmul peak (measured): {peak:.1f} TFLOP/s\n")
-    print("| dtype | images/s (1 scale, batch 8) | s/image multi-scale | forward TFLOP/s "
-          "(% of peak) | GPU busy | shipped max abs dAP / matched | release max abs dAP / "
-          "matched |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    base = speed.get("float32", next(iter(speed.values())))["previous_images_per_s"]
+    print(f"bf16 matmul peak (measured): {peak:.1f} TFLOP/s; {plan.num_images} images of "
+          f"{plan.width}x{round(plan.width * 683 / 1024)}, multi-scale on "
+          f"{plan.multiscale_images}; ratios against the previous path in the same call\n")
+    print(f"| dtype | images/s new (batch {plan.batch_size}) | images/s previous (batch 1) "
+          "| new / previous | new / previous float32 | GPU busy new (previous) "
+          "| forward TFLOP/s (% of peak) | multi-scale s/image batched | sequential "
+          "| ratio | shipped max abs dAP / matched | release max abs dAP / matched |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for dtype, s in speed.items():
         acc = by_dtype.get(dtype, {})
-        print(f"| {dtype} | {s['images_per_s']:.1f} | {s['multiscale_s_per_image']:.2f} | "
+        print(f"| {dtype} | {s['images_per_s']:.1f} | {s['previous_images_per_s']:.1f} | "
+              f"{s['images_per_s'] / s['previous_images_per_s']:.2f}x | "
+              f"{s['images_per_s'] / base:.2f}x | {100 * s['busy_share']:.0f}% "
+              f"({100 * s['previous_busy_share']:.0f}%) | "
               f"{s['tflops']:.1f} ({100 * s['tflops'] / peak:.0f}%) | "
-              f"{100 * s['busy_share']:.0f}% | {acc.get('shipped', '-')} | "
-              f"{acc.get('release-r152', '-')} |")
+              f"{s['multiscale_s_per_image']:.3f} | "
+              f"{s['multiscale_sequential_s_per_image']:.3f} | "
+              f"{s['multiscale_sequential_s_per_image'] / s['multiscale_s_per_image']:.2f}x | "
+              f"{acc.get('shipped', '-')} | {acc.get('release-r152', '-')} |")
+
+
+def print_compiled(c: dict[str, Any]) -> None:
+    if "error" in c:
+        print(f"\ntorch.compile ({c['dtype']}): skipped, {c['error']}")
+        return
+    print(f"\ntorch.compile, {c['dtype']} forward of shape {c['shape']}: eager "
+          f"{c['eager_s'] * 1e3:.1f} ms, compiled {c['compiled_s'] * 1e3:.1f} ms "
+          f"({c['ratio']:.2f}x; compiling took {c['compile_s']:.0f} s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="try torch.compile of one bucket shape (default: on the GPU)")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="also write JSON here")
     args = parser.parse_args(argv)
     plan = DRY_PLAN if args.dry_run else DEVICE_PLAN
     if plan.device == "cuda" and not torch.cuda.is_available():
         print("device_gpu: no CUDA device; use --dry-run on the CPU", file=sys.stderr)
         return 2
+    started = time.perf_counter()
     dtypes = runnable_dtypes(torch.device(plan.device), plan.dtypes)
     speed: dict[str, dict[str, float]] = {}
+    result: dict[str, Any] = {"plan": plan.__dict__, "speed": speed}
     with tempfile.TemporaryDirectory(prefix="device-gpu-") as tmp:
         root = Path(tmp)
         entries = write_jpegs(root / "jpegs", plan.num_images, plan.width)
-        peak = matmul_peak_tflops(plan)
+        peak = result["peak_tflops"] = matmul_peak_tflops(plan)
         for dtype in dtypes:
             speed[dtype] = throughput(plan, root, entries, dtype)
-            print(f"{dtype}: {speed[dtype]}", file=sys.stderr, flush=True)
-        rows = accuracy(plan, root, dtypes)
-    print_table(speed, rows, peak)
+            print(f"{dtype}: {speed[dtype]} ({time.perf_counter() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+        rows = result["accuracy"] = accuracy(plan, root, dtypes)
+        print_table(plan, speed, rows, peak)
+        if args.out:  # written now: the optional compile may not come back
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "device_gpu.json").write_text(json.dumps(result, indent=1,
+                                                                       default=str))
+        want_compile = plan.compile if args.compile is None else args.compile
+        if want_compile and time.perf_counter() - started < plan.seconds_before_compile:
+            result["compile"] = compiled_forward(plan, root)
+            print_compiled(result["compile"])
+    print(f"\ntotal {time.perf_counter() - started:.0f} s", flush=True)
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "device_gpu.json").write_text(json.dumps(
-            {"plan": plan.__dict__, "peak_tflops": peak, "speed": speed, "accuracy": rows},
-            indent=1, default=str))
+        (Path(args.out) / "device_gpu.json").write_text(json.dumps(result, indent=1,
+                                                                   default=str))
     return 0
 
 

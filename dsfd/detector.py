@@ -20,7 +20,13 @@ from torch import Tensor, nn
 from dsfd.anchors import AnchorSpec
 from dsfd.batching import activation_bytes_per_pixel, bucket_hw, pad_batch, split_to_budget
 from dsfd.model import Shot
-from dsfd.multiscale import multiscale_passes, size_filter, unflip
+from dsfd.multiscale import (
+    KEEP_ALL,
+    TestPass,
+    multiscale_jobs,
+    pass_detections,
+    pass_input,
+)
 from dsfd.nms import box_vote
 from dsfd.optimize import InferenceOptions, optimize_for_inference
 from dsfd.postprocess import POSTPROCESS_METHODS, PostprocessConfig, postprocess_shot
@@ -217,12 +223,15 @@ class Detector:
                 results[i] = (d * factor).cpu().numpy().astype(np.float32)
         return results
 
-    def planned_batches(self, shapes: Sequence[tuple[int, int]]) -> list[list[int]]:
+    def planned_batches(self, shapes: Sequence[tuple[int, int]], *,
+                        pad: bool | None = None) -> list[list[int]]:
         """How :meth:`detect_prepared` would group inputs of these ``(h, w)``: index lists,
-        one per forward (buckets, batch size and memory budget applied)."""
+        one per forward (buckets, batch size and memory budget applied). ``pad``: whether
+        sizes may share a padded bucket (default: ``bucket``); False groups equal sizes."""
+        bucketed = self.bucket if pad is None else pad
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, hw in enumerate(shapes):
-            groups[bucket_hw(hw, self.stride) if self.bucket else hw].append(index)
+            groups[bucket_hw(hw, self.stride) if bucketed else hw].append(index)
         return [chunk for hw, members in groups.items()
                 for chunk in split_to_budget(members, hw, self.bytes_per_pixel
                                              if self.memory_budget else 0.0,
@@ -259,15 +268,10 @@ class Detector:
         Returns ``[K, 5]`` detections in original pixels (divided by ``scale``, mirrored back
         when ``flip``), NMS-ed but not capped; the official placeholder box when empty.
         """
-        width = pixels.shape[-1]
-        img = pixels.flip(-1) if flip else pixels
-        if scale != 1.0:
-            img = resize_uint8(img, scale)
-        dets = self._infer(normalize(img, self.input_format)[None], None)[0]
-        dets = torch.cat((dets[:, :4] / scale, dets[:, 4:]), dim=1)
-        if dets.shape[0] == 0:  # as the official detect_face, before the flip is undone
-            dets = dets.new_tensor([EMPTY_PASS_PLACEHOLDER])
-        return unflip(dets, width) if flip else dets
+        test_pass = TestPass(scale, flip, KEEP_ALL)
+        img = normalize(pass_input(pixels, test_pass), self.input_format)
+        dets = self._infer(img[None], None)[0]
+        return pass_detections(dets, test_pass, int(pixels.shape[-1]), EMPTY_PASS_PLACEHOLDER)
 
     def detect_multiscale(self, image: Any, *, max_size: int | None = None) -> np.ndarray:
         """The official WIDER FACE multi-scale + flip test with box voting.
@@ -282,16 +286,49 @@ class Detector:
             float32 ``[K, 5]`` (``K <= post_nms_top_k``), in original pixels, leader order
             (score descending).
         """
-        pixels = image_to_tensor(image)
-        height0, width0 = int(pixels.shape[1]), int(pixels.shape[2])
-        if max_size is not None and max(height0, width0) > max_size:
-            pixels = resize_uint8(pixels, max_size_scale(height0, width0, max_size))
-        height, width = int(pixels.shape[1]), int(pixels.shape[2])
-        dets = [size_filter(self.detect_pass(pixels, p.scale, p.flip), p.keep)
-                for p in multiscale_passes(height, width)]
-        # voting runs where the detections are: its IoU matrices are the costly part
-        voted = box_vote(torch.cat(dets), self.config.vote_thresh, self.config.post_nms_top_k)
-        boxes = voted.cpu().numpy().astype(np.float32)
-        if (height, width) != (height0, width0):  # back to the original pixels
-            boxes = boxes * np.array([width0 / width, height0 / height] * 2 + [1.0], np.float32)
-        return boxes
+        return self.detect_multiscale_batch([image], max_size=max_size)[0]
+
+    def detect_multiscale_batch(self, images: Sequence[Any], *,
+                                max_size: int | None = None) -> list[np.ndarray]:
+        """:meth:`detect_multiscale` of several images, their passes run as batched work.
+
+        Passes of equal input size share a forward (the flipped pass with its original, the
+        same scale of equal-sized images), at most ``batch_size`` per forward and within the
+        memory budget; ``batch_size=1`` runs every pass alone. Results equal those of one
+        image at a time up to float rounding of the batched forward.
+
+        Returns:
+            Per image a float32 ``[K, 5]`` array, as :meth:`detect_multiscale`.
+        """
+        if not isinstance(images, Sequence) or isinstance(images, str | bytes):
+            raise TypeError(f"detect_multiscale_batch expects a list of images, "
+                            f"got {type(images).__name__}")
+        originals, pixels = [], []
+        for image in images:
+            p = image_to_tensor(image)
+            h0, w0 = int(p.shape[1]), int(p.shape[2])
+            if max_size is not None and max(h0, w0) > max_size:
+                p = resize_uint8(p, max_size_scale(h0, w0, max_size))
+            originals.append((h0, w0))
+            pixels.append(p)
+        jobs = multiscale_jobs([(int(p.shape[1]), int(p.shape[2])) for p in pixels])
+        found: dict[tuple[int, int], Tensor] = {}
+        for chunk in self.planned_batches([job.input_hw for job in jobs], pad=False):
+            batch = torch.stack([normalize(pass_input(pixels[jobs[i].image], jobs[i].test_pass),
+                                           self.input_format) for i in chunk])
+            for i, dets in zip(chunk, self._infer(batch, None), strict=True):
+                job = jobs[i]
+                found[job.image, job.index] = pass_detections(
+                    dets, job.test_pass, int(pixels[job.image].shape[-1]), EMPTY_PASS_PLACEHOLDER)
+        results = []
+        for image, ((h0, w0), p) in enumerate(zip(originals, pixels, strict=True)):
+            passes = [found[job.image, job.index] for job in jobs if job.image == image]
+            # voting runs where the detections are: its IoU matrices are the costly part
+            voted = box_vote(torch.cat(passes), self.config.vote_thresh,
+                             self.config.post_nms_top_k)
+            boxes = voted.cpu().numpy().astype(np.float32)
+            h, w = int(p.shape[1]), int(p.shape[2])
+            if (h, w) != (h0, w0):  # back to the original pixels
+                boxes = boxes * np.array([w0 / w, h0 / h] * 2 + [1.0], np.float32)
+            results.append(boxes)
+        return results

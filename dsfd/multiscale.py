@@ -15,14 +15,23 @@ pixels (``w = x2 - x1 + 1``, ``h = y2 - y1 + 1``):
 
 Everything is merged with box voting, and the best 750 are kept. For a typical WIDER image
 (``max = 3``) that is 11 passes: 1, 1 flipped, 0.5, 0.75, 2, 1.5, 3, 0.25, 1.25, 1.75, 2.25.
+
+As batched work (:meth:`dsfd.Detector.detect_multiscale_batch`): :func:`multiscale_jobs` lists
+every pass of every image with its input size; passes of equal input size (the flipped pass
+with its original, the same scale of equal-sized images) share a forward. Each pass's input
+(:func:`pass_input`) and the treatment of its detections (:func:`pass_detections`) are the
+same whether it runs alone or in a batch, so batched results equal sequential ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from dsfd.preprocess import resize_uint8, resized_hw
 
 KEEP_ALL = "all"
 KEEP_LARGE = "max_side_gt_30"  # max(w, h) > 30
@@ -90,3 +99,43 @@ def unflip(dets: Tensor, width: int) -> Tensor:
     out[:, 2] = width - dets[:, 0]
     return out
 
+
+
+@dataclass(frozen=True)
+class PassJob:
+    """One pass of one image of a multi-scale batch: ``input_hw`` is its network input size."""
+
+    image: int
+    index: int
+    test_pass: TestPass
+    input_hw: tuple[int, int]
+
+
+def multiscale_jobs(sizes: Sequence[tuple[int, int]]) -> list[PassJob]:
+    """Every pass of every image (``(H, W)`` each), image by image in the schedule's order."""
+    jobs = []
+    for image, hw in enumerate(sizes):
+        for index, p in enumerate(multiscale_passes(*hw)):
+            jobs.append(PassJob(image, index, p, hw if p.scale == 1.0 else
+                                resized_hw(hw, p.scale)))
+    return jobs
+
+
+def pass_input(pixels: Tensor, test_pass: TestPass) -> Tensor:
+    """``[3, H, W]`` RGB pixels (0..255) -> the pass's ``[3, h, w]`` pixels: mirrored first
+    (as the official script does), then resized by the pass's scale."""
+    img = pixels.flip(-1) if test_pass.flip else pixels
+    return resize_uint8(img, test_pass.scale) if test_pass.scale != 1.0 else img
+
+
+def pass_detections(dets: Tensor, test_pass: TestPass, width: int,
+                    placeholder: Sequence[float]) -> Tensor:
+    """A pass's ``[K, 5]`` detections in its input pixels -> original pixels: divided by the
+    scale, ``placeholder`` (one box) when empty as the official ``detect_face`` returns it,
+    mirrored back when flipped, then the pass's size filter."""
+    dets = torch.cat((dets[:, :4] / test_pass.scale, dets[:, 4:]), dim=1)
+    if dets.shape[0] == 0:  # as the official detect_face, before the flip is undone
+        dets = dets.new_tensor([list(placeholder)])
+    if test_pass.flip:
+        dets = unflip(dets, width)
+    return size_filter(dets, test_pass.keep)

@@ -115,12 +115,13 @@ def _load(args: argparse.Namespace) -> Any:
             raise CommandError("--width applies only to a model given by name")
         model = dsfd.build_model(args.model, width=args.width).to(device).eval()
         try:  # prepare/detect_* as a FaceDetector
-            return dsfd.Detector(model, device=device, dtype=args.dtype,
+            return dsfd.Detector(model, device=device, dtype=args.dtype, batch_size=2,
                                  optimize=args.optimize)
         except ValueError as exc:
             raise CommandError(f"--dtype {args.dtype}: {exc}") from exc
     try:
-        detector = open_detector(args.model, device, 1, dtype=args.dtype)
+        # one image at a time; batch 2 lets the multi-scale flip pass share the original's forward
+        detector = open_detector(args.model, device, 2, dtype=args.dtype)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise CommandError(str(exc).strip().splitlines()[0]) from exc
     configure = getattr(detector, "configure_inference", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -44,7 +45,8 @@ class WorkerSettings:
         max_pixels: images with more pixels than this are refused (decompression bombs).
         num_threads: torch intra-op threads (the worker's CPU share).
         decode_threads: threads that decode and prepare images ahead of the forward.
-        batch_size: images per forward pass in single-scale mode.
+        batch_size: images per forward pass (multi-scale: passes of equal size per forward;
+            single-scale bucketed batches are grouped over :data:`GROUP_BATCHES` batches).
         use_gpu: run on the GPU Ray assigned to the worker (CUDA must be available).
         keep_score: store only boxes scoring at least this (None: all the detector keeps).
         dtype: forward precision (``float32``, ``tf32``, ``bfloat16``, ``float16``; see
@@ -108,6 +110,10 @@ class _Item:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))
 
 
+GROUP_BATCHES = 4
+"""Single-scale bucketed batches: a window of this many batches is grouped by size bucket."""
+
+
 class ShardWorker:
     """Runs the detector over shards and writes each shard's part pair.
 
@@ -143,12 +149,12 @@ class ShardWorker:
     def where(self) -> dict[str, Any]:
         """Process id, host and Ray node of this worker (for tests and logs)."""
         node = ""
-        try:
-            import ray
-
-            node = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - outside Ray there is no node
-            node = ""
+        ray = sys.modules.get("ray")  # inside a Ray worker it is imported; never import it here
+        if ray is not None and ray.is_initialized():  # asking otherwise would start Ray
+            try:
+                node = ray.get_runtime_context().get_node_id()
+            except Exception:  # noqa: BLE001 - outside Ray there is no node
+                node = ""
         return {"pid": os.getpid(), "host": socket.gethostname(), "node": node,
                 "device": self.device}
 
@@ -175,7 +181,7 @@ class ShardWorker:
 
     def _decoded(self, entries: tuple[ManifestEntry, ...]) -> Iterator[_Item]:
         """Items in shard order, decoded by the pool with a bounded look-ahead."""
-        window = 2 * max(1, self.settings.decode_threads) + self.settings.batch_size
+        window = 2 * max(1, self.settings.decode_threads) + self._group_size()
         pending: deque[Future[_Item]] = deque()
         it = iter(entries)
         for entry in it:
@@ -194,9 +200,14 @@ class ShardWorker:
         start = time.perf_counter()
         try:
             if self.settings.multiscale:
-                results = [self.detector.detect_multiscale(
-                    i.pixels, max_size=self.settings.max_size)  # type: ignore[arg-type]
-                    for i in batch]
+                batched = getattr(self.detector, "detect_multiscale_batch", None)
+                if batched is not None:  # passes of equal size share a forward
+                    results = batched([i.pixels for i in batch],
+                                      max_size=self.settings.max_size)
+                else:
+                    results = [self.detector.detect_multiscale(
+                        i.pixels, max_size=self.settings.max_size)  # type: ignore[arg-type]
+                        for i in batch]
             else:  # boxes come back in stored pixels: sizes are the stored (H, W)
                 sizes = [(int(i.height), int(i.width)) for i in batch]  # type: ignore[arg-type]
                 results = self.detector.detect_prepared([i.tensor for i in batch], sizes)
@@ -218,14 +229,24 @@ class ShardWorker:
             item.seconds += share
             item.tensor = item.pixels = None
 
+    def _group_size(self) -> int:
+        """Images handed to the detector at once: single-scale bucketed batches group a
+        window of :data:`GROUP_BATCHES` batches by bucket (fuller batches of mixed sizes)."""
+        bucket = self.settings.bucket if self.settings.bucket is not None else \
+            self.settings.batch_size > 1
+        if self.settings.multiscale or not bucket:
+            return self.settings.batch_size
+        return self.settings.batch_size * GROUP_BATCHES
+
     def _run_images(self, entries: tuple[ManifestEntry, ...]) -> list[_Item]:
         done: list[_Item] = []
         batch: list[_Item] = []
+        group = self._group_size()
         for item in self._decoded(entries):
             done.append(item)
             if item.error is None:
                 batch.append(item)
-            if len(batch) >= self.settings.batch_size:
+            if len(batch) >= group:
                 self._detect_batch(batch)
                 batch = []
         if batch:

@@ -63,6 +63,11 @@ class DsfdFaceDetector:
     def detect_multiscale(self, pixels: np.ndarray, *, max_size: int | None) -> np.ndarray:
         return self.detector.detect_multiscale(pixels, max_size=max_size)
 
+    def detect_multiscale_batch(self, batch: Sequence[np.ndarray], *,
+                                max_size: int | None) -> list[np.ndarray]:
+        """The multi-scale test of several images, passes of equal size in one forward."""
+        return self.detector.detect_multiscale_batch(batch, max_size=max_size)
+
     def detect(self, images: Sequence[np.ndarray], *,
                max_size: int | None = None) -> list[np.ndarray]:
         """Single-scale detection of decoded images (``dsfd.Detector.detect``)."""

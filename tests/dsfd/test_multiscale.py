@@ -116,3 +116,54 @@ def test_multiscale_empty_passes_give_placeholders(detector: Detector) -> None:
     # 3x passes (kept by min side < 100); the flipped one lands at [40,0,40,0] alone
     out = strict.detect_multiscale(img)
     np.testing.assert_allclose(out, [[0.0, 0.0, 0.0, 0.0, 0.001]], rtol=1e-6)
+
+
+def _sequential_multiscale(detector: Detector, image: np.ndarray) -> np.ndarray:
+    """The multi-scale test one pass at a time, from public parts (the oracle)."""
+    from dsfd.nms import box_vote
+    from dsfd.postprocess import postprocess_shot
+    from dsfd.preprocess import normalize, resize_uint8
+
+    pixels = image_to_tensor(image)
+    width = pixels.shape[-1]
+    dets = []
+    for p in multiscale_passes(int(pixels.shape[1]), width):
+        img = pixels.flip(-1) if p.flip else pixels
+        if p.scale != 1.0:
+            img = resize_uint8(img, p.scale)
+        x = normalize(img, detector.input_format)[None]
+        with torch.inference_mode():
+            shot = detector.model(x).second
+        d = postprocess_shot(shot, x.shape[-2:], detector.anchor_spec, detector.config, None)[0]
+        d = torch.cat((d[:, :4] / p.scale, d[:, 4:]), dim=1)
+        if d.shape[0] == 0:
+            d = d.new_tensor([[0.0, 0.0, 0.0, 0.0, 0.001]])
+        dets.append(size_filter(unflip(d, width) if p.flip else d, p.keep))
+    voted = box_vote(torch.cat(dets), detector.config.vote_thresh,
+                     detector.config.post_nms_top_k)
+    return voted.numpy().astype(np.float32)
+
+
+def test_batched_passes_equal_sequential(detector: Detector) -> None:
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, hw, dtype=np.uint8)
+              for hw in ((40, 56, 3), (40, 56, 3), (48, 36, 3))]
+    batched = Detector(detector.model, batch_size=8)
+    forwards = []
+    hook = batched.model.register_forward_hook(lambda m, i, o: forwards.append(i[0].shape[0]))
+    try:
+        got = batched.detect_multiscale_batch(images)
+    finally:
+        hook.remove()
+    # 33 passes; the flip shares the original's forward, the two equal images share all
+    assert sum(forwards) == 33 and len(forwards) == 20 and max(forwards) == 4
+    for image, boxes in zip(images, got, strict=True):
+        want = _sequential_multiscale(detector, image)
+        assert len(want) > 50
+        np.testing.assert_allclose(boxes, want, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(batched.detect_multiscale(image), want, rtol=1e-4, atol=1e-3)
+    one_by_one = Detector(detector.model, batch_size=1)
+    np.testing.assert_array_equal(one_by_one.detect_multiscale_batch(images[:1])[0],
+                                  _sequential_multiscale(detector, images[0]))
+    with pytest.raises(TypeError, match="list of images"):
+        batched.detect_multiscale_batch(images[0])  # type: ignore[arg-type]

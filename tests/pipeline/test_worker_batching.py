@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 from PIL import Image
 
 from pipeline.actors import ShardWorker, WorkerSettings
@@ -60,3 +61,64 @@ def test_bucketed_optimised_batches_equal_single_images(tmp_path: Path) -> None:
             confident_w, confident_g = want[want[:, 4] > 0.3], got[got[:, 4] > 0.3]
             assert confident_w.shape == confident_g.shape
             np.testing.assert_allclose(confident_g, confident_w, rtol=1e-4, atol=1e-2)
+
+
+def _forward_batches(tmp: Path, name: str, entries: list[ManifestEntry],
+                     **settings: object) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Batch sizes of the worker's forwards over one shard, and its boxes per image."""
+    shard = next(iter_shards(iter(entries), len(entries)))
+    sizes: list[int] = []
+    with RunDir.open_for_writing(tmp / name) as run:
+        worker = ShardWorker(WorkerSettings(model="shipped", **settings),  # type: ignore[arg-type]
+                             run.begin({"config": {}}))
+        model = worker.detector.detector.model  # type: ignore[attr-defined]
+        calibration = (2 * worker.detector.detector.stride,) * 2  # type: ignore[attr-defined]
+
+        def count(_m: object, inputs: tuple[torch.Tensor, ...], _o: object) -> None:
+            if tuple(inputs[0].shape[-2:]) != calibration:  # the memory estimate's forward
+                sizes.append(int(inputs[0].shape[0]))
+
+        hook = model.register_forward_hook(count)
+        try:
+            worker.process(shard)
+        finally:
+            hook.remove()
+            worker.close()
+    table = pq.read_table(next((tmp / name / "detections").glob("*.parquet"))).to_pandas()
+    return sizes, {k: g[["x1", "y1", "x2", "y2", "score"]].to_numpy() for k, g in
+                   table.groupby("image_id")}
+
+
+def test_worker_groups_a_window_of_batches_by_bucket(tmp_path: Path) -> None:
+    entries = _entries(tmp_path / "images")  # buckets 128x256 (4 images) and 128x128 (1)
+    sizes, _ = _forward_batches(tmp_path, "grouped", entries, batch_size=2, optimize=False)
+    # windows of 2 would run [0, 1], [2], [3], [4]: grouped, the 128x256 images pair up
+    assert sorted(sizes) == [1, 2, 2]
+
+
+def test_worker_multiscale_batches_passes_with_the_same_boxes(tmp_path: Path) -> None:
+    entries = _entries(tmp_path / "images")
+    chosen = [entries[0], entries[1], entries[4]]  # 0 and 4 share their size
+    alone, want = _forward_batches(tmp_path, "alone", chosen, batch_size=1, optimize=False,
+                                   multiscale=True)
+    together, got = _forward_batches(tmp_path, "together", chosen, batch_size=8,
+                                     optimize=False, multiscale=True)
+    assert len(alone) == 33 and len(together) == 20  # flips with originals, 0 with 4
+    assert want.keys() == got.keys() and len(want) == 3
+    for key, boxes in want.items():
+        assert boxes.shape == got[key].shape
+        np.testing.assert_allclose(got[key], boxes, rtol=1e-4, atol=1e-2)
+
+
+def test_where_outside_ray_starts_no_ray(tmp_path: Path) -> None:
+    import sys
+
+    with RunDir.open_for_writing(tmp_path / "run") as run:
+        worker = ShardWorker(WorkerSettings(model="shipped"), run.begin({"config": {}}))
+        try:
+            place = worker.where()
+        finally:
+            worker.close()
+    assert place["node"] == "" and place["device"] == "cpu"
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()
