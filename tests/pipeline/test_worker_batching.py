@@ -111,14 +111,25 @@ def test_worker_multiscale_batches_passes_with_the_same_boxes(tmp_path: Path) ->
 
 
 def test_where_outside_ray_starts_no_ray(tmp_path: Path) -> None:
+    """In a fresh interpreter (other tests of this process may have started Ray), a worker
+    driven without Ray, as on a GPU machine without it, says where it runs and starts no Ray."""
+    import json
+    import subprocess
     import sys
 
-    with RunDir.open_for_writing(tmp_path / "run") as run:
-        worker = ShardWorker(WorkerSettings(model="shipped"), run.begin({"config": {}}))
-        try:
-            place = worker.where()
-        finally:
-            worker.close()
+    code = (
+        "import json, sys\n"
+        "from pipeline.actors import ShardWorker, WorkerSettings\n"
+        "from pipeline.rundir import RunDir\n"
+        f"with RunDir.open_for_writing({str(tmp_path / 'run')!r}) as run:\n"
+        "    worker = ShardWorker(WorkerSettings(model='shipped'), run.begin({'config': {}}))\n"
+        "    place = worker.where()\n"
+        "    worker.close()\n"
+        "ray = sys.modules.get('ray')\n"
+        "print(json.dumps({**place, 'ray_started': bool(ray and ray.is_initialized())}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    place = json.loads(done.stdout.strip().splitlines()[-1])
     assert place["node"] == "" and place["device"] == "cpu"
-    ray = sys.modules.get("ray")
-    assert ray is None or not ray.is_initialized()
+    assert place["ray_started"] is False
