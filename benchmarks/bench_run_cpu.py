@@ -7,9 +7,9 @@ the synthetic val images, round-robin, and prints images/s and the ratio per set
 
 - before: ``optimize=False``, batch 1, per-image post-processing with the numpy loop + sweep
   NMS (``method="loop"`` hybrid of the previous default);
-- each step alone, then batches: bucketed batches of 4 formed per window of 4 decoded images,
-  and grouped by bucket over a window of 4 batches (``pipeline.actors.GROUP_BATCHES``, the
-  default), and batches of 8.
+- each step alone, then batches: batches of 4 of equal sizes only (the default grouping), and
+  with ``--bucket`` padded batches of 4 formed per window of 4 decoded images, grouped by
+  bucket over a window of 4 batches (``pipeline.actors.GROUP_BATCHES``), and batches of 8.
 
     .venv/bin/python benchmarks/bench_run_cpu.py [--images 24] [--rounds 2] [--threads 1]
 """
@@ -71,11 +71,13 @@ SETTINGS: dict[str, tuple[dict[str, Any], bool, int]] = {
     "before (no optimize, batch 1, numpy NMS)": ({"optimize": False}, True, 1),
     "+ compiled NMS": ({"optimize": False}, False, 1),
     "+ folded BN + channels-last (batch 1)": ({"optimize": True}, False, 1),
-    "batch 4 bucketed, per window of 4": ({"optimize": True, "batch_size": 4}, False, 1),
-    "batch 4 bucketed, window of 16 grouped (default)": (
-        {"optimize": True, "batch_size": 4}, False, actors.GROUP_BATCHES),
-    "batch 8 bucketed, window of 32 grouped": (
-        {"optimize": True, "batch_size": 8}, False, actors.GROUP_BATCHES),
+    "batch 4, equal sizes only (no --bucket)": ({"optimize": True, "batch_size": 4}, False, 1),
+    "batch 4 --bucket, per window of 4": (
+        {"optimize": True, "batch_size": 4, "bucket": True}, False, 1),
+    "batch 4 --bucket, window of 16 grouped": (
+        {"optimize": True, "batch_size": 4, "bucket": True}, False, actors.GROUP_BATCHES),
+    "batch 8 --bucket, window of 32 grouped": (
+        {"optimize": True, "batch_size": 8, "bucket": True}, False, actors.GROUP_BATCHES),
 }
 
 

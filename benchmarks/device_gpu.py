@@ -6,7 +6,8 @@ does not start one) over generated 1024x683 JPEGs with a seeded full-width ``rel
 table per dtype (float32, tf32, bfloat16):
 
 * single-scale images/s end to end (decode threads, forward, post-processing, Parquet write)
-  with today's defaults (folded BatchNorm + channels-last, bucketed batches of 16, batched
+  with today's defaults (folded BatchNorm + channels-last, batches of 16 (the inputs share
+  one size, so no padding is needed: ``--bucket`` would only add it), batched
   post-processing on the device) against the previous path (no folding, batch 1, per-image
   post-processing) run in the same call, and their ratio;
 * GPU busy share of the single-scale shard's wall time: time inside the model's forward (CUDA

@@ -65,8 +65,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="P",
                         help="refuse images with more pixels (default: Pillow's 178956970)")
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
-                        help="images per forward pass; multi-scale: passes of equal size "
-                             "per forward (default 1)")
+                        help="images per forward pass; only images of equal size share one "
+                             "(the one-image results) unless --bucket; multi-scale: passes of "
+                             "equal size per forward (default 1)")
+    parser.add_argument("--bucket", action="store_true",
+                        help="single-scale DSFD: pad images of mixed sizes to size buckets "
+                             "(multiples of the largest stride) so they share forwards; faster "
+                             "on a GPU, but boxes near the padded edges move (recorded in "
+                             "run.json, compared on resume; see docs/performance.md)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="run the model as loaded (default: BatchNorm folded into the "
                              "convolutions and channels-last, when its self-check passes)")
@@ -145,7 +151,8 @@ def run_job(args: argparse.Namespace, dataset_spec: str, command: str) -> Any:
     config = RunConfig(model=args.model, multiscale=args.multiscale, max_size=args.max_size,
                        shard_size=args.shard_size,
                        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
-                       keep_score=args.keep_score, dtype=args.dtype)
+                       keep_score=args.keep_score, dtype=args.dtype,
+                       bucket=getattr(args, "bucket", False))
     cluster = ClusterConfig(num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker,
                             num_cpus_per_worker=args.cpus_per_worker,
                             batch_size=args.batch_size, optimize=args.optimize,

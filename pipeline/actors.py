@@ -54,7 +54,10 @@ class WorkerSettings:
         optimize: DSFD: folded BatchNorm + channels-last (:mod:`dsfd.optimize`), used when its
             self-check passes; detections move by float rounding only.
         bucket: DSFD: images of a batch padded to size buckets (the largest stride) share a
-            forward, the padding masked; None: on when ``batch_size > 1``.
+            forward, the padding masked. Padding changes what the network sees near the
+            image's right and bottom edges, so the boxes move by more than rounding (recorded
+            in the run's config; ``--bucket``). Off (None or False): only images of equal
+            prepared size share a forward, and batches give the one-image results.
         memory_budget: DSFD: activation bytes one forward may take; larger batches are split
             (estimated from a calibrated bytes-per-pixel figure). None: half of the free GPU
             memory on a GPU, a quarter of the available memory on the CPU.
@@ -232,9 +235,7 @@ class ShardWorker:
     def _group_size(self) -> int:
         """Images handed to the detector at once: single-scale bucketed batches group a
         window of :data:`GROUP_BATCHES` batches by bucket (fuller batches of mixed sizes)."""
-        bucket = self.settings.bucket if self.settings.bucket is not None else \
-            self.settings.batch_size > 1
-        if self.settings.multiscale or not bucket:
+        if self.settings.multiscale or not self.settings.bucket:
             return self.settings.batch_size
         return self.settings.batch_size * GROUP_BATCHES
 
@@ -286,8 +287,7 @@ def open_worker_detector(settings: WorkerSettings, device: str) -> Any:
     detector = open_detector(settings.model, device, settings.batch_size, dtype=settings.dtype)
     configure = getattr(detector, "configure_inference", None)
     if configure is not None:  # the DSFD family
-        bucket = settings.bucket if settings.bucket is not None else settings.batch_size > 1
-        configure(optimize=settings.optimize, bucket=bucket,
+        configure(optimize=settings.optimize, bucket=bool(settings.bucket),
                   memory_budget=_memory_budget(settings.memory_budget, device))
     return detector
 

@@ -68,6 +68,9 @@ class RunConfig:
             official evaluation needs).
         dtype: forward precision, ``float32`` (default, the official numbers), ``tf32``,
             ``bfloat16`` or ``float16`` (see :class:`dsfd.Detector`).
+        bucket: DSFD single-scale batches of mixed sizes padded to size buckets (faster on a
+            GPU; the padding moves boxes near the right and bottom edges, so it decides the
+            results). Off: only equal sizes share a forward, as one image at a time gives.
     """
 
     model: str
@@ -77,6 +80,7 @@ class RunConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     keep_score: float | None = None
     dtype: str = "float32"
+    bucket: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
@@ -485,7 +489,9 @@ def _run_config(config: RunConfig, model: dict[str, Any],
             "max_pixels": config.max_pixels, "shard_size": config.shard_size, "dataset": dataset,
             "keep_score": config.keep_score, "dtype": config.dtype,
             "model": {"name": model["name"], "checksum": model["checksum"]},
-            "postprocess": model.get("postprocess")}
+            "postprocess": model.get("postprocess"),
+            # only when on, so runs recorded before the option resume as they were
+            **({"bucket": True} if config.bucket else {})}
 
 
 def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
@@ -502,7 +508,7 @@ def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
         decode_threads=cluster.decode_threads, batch_size=cluster.batch_size,
         use_gpu=resources.num_gpus > 0, keep_score=config.keep_score, dtype=config.dtype,
-        optimize=cluster.optimize)
+        optimize=cluster.optimize, bucket=config.bucket)
     return _WorkerPool(settings, writer, resources, cluster, checksum)
 
 
@@ -591,10 +597,10 @@ def _finish_record(record: dict[str, Any], summary: RunSummary, plan: dict[str, 
              "shards_per_node": summary.shards_per_node,
              "shards_requeued": summary.shards_requeued,
              # how this invocation's parts were computed; not compared on resume (parts of
-             # either setting differ by float rounding only)
+             # either setting differ by float rounding only; padded buckets, which move
+             # boxes more, are part of the compared config)
              "inference": {"optimize": cluster.get("optimize"),
-                           "batch_size": cluster.get("batch_size"),
-                           "bucket": int(cluster.get("batch_size") or 1) > 1}}
+                           "batch_size": cluster.get("batch_size")}}
     record["plan"] = plan
     record["history"] = [*record.get("history", []), entry]
     record["totals"] = {"num_images": summary.num_images, "num_errors": summary.num_errors,

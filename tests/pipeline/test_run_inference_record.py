@@ -1,5 +1,6 @@
-"""The inference settings of each invocation (folded BatchNorm, batch, buckets) are recorded
-in run.json's history, and a resume with other settings is not refused (float rounding only)."""
+"""The inference settings of each invocation (folded BatchNorm, batch) are recorded in
+run.json's history, and a resume with other settings is not refused (float rounding only);
+padded buckets move boxes more, so they are part of the compared config."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pipeline.rundir import RunMismatchError
 from pipeline.runner import ClusterConfig, RunConfig, run_inference
 from tests.pipeline.runner_support import (  # noqa: F401  (fixtures)
     small_checkpoint,
@@ -29,14 +33,17 @@ def test_history_records_inference_settings_and_resume_accepts_others(
     summary = run_inference(_source(synthetic_root), run_dir, config, first, progress=False)
     assert (summary.num_images, summary.errors_run) == (4, 0)
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["history"][-1]["inference"] == {"optimize": False, "batch_size": 1,
-                                                  "bucket": False}
+    assert record["history"][-1]["inference"] == {"optimize": False, "batch_size": 1}
     assert "optimize" not in record["config"]  # not a result-deciding setting
+    assert "bucket" not in record["config"]  # off: recorded only when on
 
     other = ClusterConfig(num_workers=1, num_cpus_per_worker=1, optimize=True, batch_size=4)
     again = run_inference(_source(synthetic_root), run_dir, config, other, progress=False)
     assert (again.shards_run, again.shards_skipped) == (0, 2)
     history = json.loads((run_dir / "run.json").read_text())["history"]
     assert [h["inference"] for h in history] == [
-        {"optimize": False, "batch_size": 1, "bucket": False},
-        {"optimize": True, "batch_size": 4, "bucket": True}]
+        {"optimize": False, "batch_size": 1}, {"optimize": True, "batch_size": 4}]
+
+    bucketed = RunConfig(model=str(small_checkpoint), shard_size=2, max_size=128, bucket=True)
+    with pytest.raises(RunMismatchError, match=r"another config \(bucket: None -> True\)"):
+        run_inference(_source(synthetic_root), run_dir, bucketed, other, progress=False)

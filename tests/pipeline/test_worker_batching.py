@@ -50,8 +50,9 @@ def _boxes(tmp: Path, name: str, entries: list[ManifestEntry],
 def test_bucketed_optimised_batches_equal_single_images(tmp_path: Path) -> None:
     entries = _entries(tmp_path / "images")
     single = _boxes(tmp_path, "single", entries, batch_size=1, optimize=False, bucket=True)
-    batched = _boxes(tmp_path, "batched", entries, batch_size=8, optimize=True)
-    split = _boxes(tmp_path, "split", entries, batch_size=8, optimize=True, memory_budget=1.0)
+    batched = _boxes(tmp_path, "batched", entries, batch_size=8, optimize=True, bucket=True)
+    split = _boxes(tmp_path, "split", entries, batch_size=8, optimize=True, bucket=True,
+                   memory_budget=1.0)
     assert sorted(batched.pop("_batches").tolist()) == [1, 4]  # buckets 128x256 and 128x192
     assert split.pop("_batches").tolist() == [1] * 5  # every image alone under the budget
     single.pop("_batches")
@@ -91,7 +92,8 @@ def _forward_batches(tmp: Path, name: str, entries: list[ManifestEntry],
 
 def test_worker_groups_a_window_of_batches_by_bucket(tmp_path: Path) -> None:
     entries = _entries(tmp_path / "images")  # buckets 128x256 (4 images) and 128x128 (1)
-    sizes, _ = _forward_batches(tmp_path, "grouped", entries, batch_size=2, optimize=False)
+    sizes, _ = _forward_batches(tmp_path, "grouped", entries, batch_size=2, optimize=False,
+                                bucket=True)
     # windows of 2 would run [0, 1], [2], [3], [4]: grouped, the 128x256 images pair up
     assert sorted(sizes) == [1, 2, 2]
 
@@ -133,3 +135,18 @@ def test_where_outside_ray_starts_no_ray(tmp_path: Path) -> None:
     place = json.loads(done.stdout.strip().splitlines()[-1])
     assert place["node"] == "" and place["device"] == "cpu"
     assert place["ray_started"] is False
+
+
+def test_batches_without_buckets_give_the_one_image_results(tmp_path: Path) -> None:
+    """The default (no --bucket): only equal sizes share a forward, nothing is padded, and a
+    batch gives every image the boxes it gets alone."""
+    entries = _entries(tmp_path / "images")
+    alone_sizes, alone = _forward_batches(tmp_path, "alone", entries, batch_size=1,
+                                          optimize=False)
+    batch_sizes, batched = _forward_batches(tmp_path, "batched", entries, batch_size=8,
+                                            optimize=False)
+    assert alone_sizes == [1] * 5 and sorted(batch_sizes) == [1, 1, 1, 2]  # 0 and 4 pair up
+    assert alone.keys() == batched.keys() and len(alone) == 5
+    for key, want in alone.items():
+        assert batched[key].shape == want.shape
+        np.testing.assert_allclose(batched[key], want, rtol=1e-5, atol=1e-3)
