@@ -18,7 +18,7 @@ from typing import Any
 from jobs.common import CommandError, score
 from jobs.run import add_run_arguments, describe_summary, run_job
 from pipeline.exports import exporter_names, get_exporter
-from pipeline.storage import StorageError, is_remote, location
+from pipeline.storage import StorageError, is_remote, location, open_input
 
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_KEEP_SCORE = 0.1
@@ -35,6 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "or the score --threshold-from picks)")
     parser.add_argument("--threshold-from", metavar="EVAL_JSON", default=None,
                         help="pick --min-score from the PR curve of `dsfd eval wider --json` "
+                             "(a file or an s3:// / gs:// object) "
                              "on a labelled validation run of the same model (with --precision "
                              "or --recall); recorded in run.json and the export")
     target = parser.add_mutually_exclusive_group()
@@ -97,10 +98,12 @@ def chosen_threshold(args: argparse.Namespace) -> Any:
                            "give one")
     if args.precision is None and args.recall is None:
         raise CommandError("--threshold-from needs a target: --precision P or --recall R")
-    from reports.thresholds import threshold_from_file
+    from reports.thresholds import threshold_from_json
 
-    try:
-        return threshold_from_file(args.threshold_from, precision=args.precision,
+    try:  # a local file or an object (s3://...), recorded as an absolute path or the URI
+        where = location(args.threshold_from)
+        source = str(where) if is_remote(where) else os.path.abspath(str(where))
+        return threshold_from_json(open_input(str(where)), source, precision=args.precision,
                                    recall=args.recall, subset=args.subset)
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -20,13 +20,14 @@ so it appears whole or not at all. Nothing here imports torch or Ray.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import pyarrow.fs as pafs
@@ -243,6 +244,24 @@ class ObjectPath:
                 raise self._not_found() from None
             raise self.error(exc, "read it") from None
 
+    def open_binary(self) -> BinaryIO:
+        """A buffered binary stream over the object (read as it is consumed; iterating it
+        yields lines), for files too large to hold whole (a list of a million images).
+
+        Raises:
+            FileNotFoundError: no such object (one line naming the URI).
+            StorageError: access denied, no bucket, store unreachable (one line).
+        """
+        try:
+            stream = self.filesystem.open_input_stream(self.fs_path)
+        except FileNotFoundError:
+            raise self._not_found() from None
+        except OSError as exc:
+            if "NO_SUCH_KEY" in str(exc).upper() or "NOSUCHKEY" in str(exc).upper():
+                raise self._not_found() from None
+            raise self.error(exc, "read it") from None
+        return io.BufferedReader(stream)  # type: ignore[arg-type]
+
     def _not_found(self) -> FileNotFoundError:
         """No such object, or (one more request to tell) no such bucket."""
         try:
@@ -357,6 +376,20 @@ def open_input(uri: str | os.PathLike[str]) -> bytes:
     return where.read_bytes()
 
 
+def open_binary(where: str | os.PathLike[str] | ObjectPath) -> BinaryIO:
+    """A binary stream over a local file or an object (close it, or use ``with``); iterating
+    it yields lines, read as they are consumed.
+
+    Raises:
+        FileNotFoundError: no such file or object (one line naming it).
+        StorageError: access denied, no bucket, store unreachable (one line naming it).
+    """
+    place = location(where)
+    if isinstance(place, ObjectPath):
+        return place.open_binary()
+    return open(place, "rb")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One name in a folder listing: its path and whether it is a plain file."""
@@ -453,6 +486,6 @@ def iter_object_files(prefix: ObjectPath) -> Iterator[ObjectPath]:
 __all__ = [
     "FORWARDED_ENV", "REMOTE_SCHEMES", "Entry", "Location", "ObjectPath", "StorageError",
     "arrow_file", "cache_dir", "fetch_to_cache", "filesystem_for", "forwarded_env",
-    "is_remote", "iter_object_files", "list_dir", "location", "open_input", "scheme_of",
-    "write_whole",
+    "is_remote", "iter_object_files", "list_dir", "location", "open_binary", "open_input",
+    "scheme_of", "write_whole",
 ]

@@ -143,13 +143,26 @@ def threshold_from_file(path: str | os.PathLike[str], *, precision: float | None
     Raises:
         FileNotFoundError: no such file. ValueError: not JSON, or as :func:`choose_threshold`.
     """
-    raw = open(path, "rb").read()
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    return threshold_from_json(raw, os.path.abspath(path), precision=precision, recall=recall,
+                               subset=subset)
+
+
+def threshold_from_json(raw: bytes, source: str, *, precision: float | None = None,
+                        recall: float | None = None,
+                        subset: str = DEFAULT_SUBSET) -> ChosenThreshold:
+    """:func:`choose_threshold` on the bytes of a ``dsfd eval wider --json`` file read from
+    ``source`` (a path or an object-storage URI, recorded with the bytes' SHA-256).
+
+    Raises:
+        ValueError: not JSON (naming ``source``), or as :func:`choose_threshold`.
+    """
     try:
         doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
+        raise ValueError(f"{source}: not JSON ({exc})") from None
     if not isinstance(doc, Mapping):
-        raise ValueError(f"{path}: not a `dsfd eval wider --json` document")
+        raise ValueError(f"{source}: not a `dsfd eval wider --json` document")
     return choose_threshold(doc, precision=precision, recall=recall, subset=subset,
-                            source=os.path.abspath(path),
-                            sha256=hashlib.sha256(raw).hexdigest())
+                            source=source, sha256=hashlib.sha256(raw).hexdigest())

@@ -214,9 +214,9 @@ class FolderDataset:
             job fails before it starts any worker.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str] | ObjectPath) -> None:
         self.remote: ObjectPath | None = None
-        if is_remote(root):
+        if isinstance(root, ObjectPath) or is_remote(root):
             prefix = location(root)
             assert isinstance(prefix, ObjectPath)
             if not prefix.is_dir():

@@ -18,19 +18,22 @@ A kind offers up to three things: the images (:func:`open_dataset`, a
 ground truth (:func:`ground_truth`) and the face boxes of each image (:func:`face_records`, for
 ``train`` and ``anchors``). A split a SPEC leaves out is ``val`` for the images and ground
 truth and the caller's ``default_split`` (``train``) for face records. No Ray, no torch.
+
+Every ROOT, DIR, PATH, FILE or URI may be an object-storage location (``wider:s3://bucket/
+wider:val``, ``list:s3://bucket/lists/a.txt``; see :mod:`pipeline.storage`): the kind is the
+text before the first ``:``, and a split is looked for only after the ``scheme://``.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.face_record import FaceRecord
 from pipeline.datasets.source import DatasetSource
+from pipeline.storage import Location, ObjectPath, StorageError, is_remote, location, scheme_of
 
 _BUILTIN_MODULES = (
     "pipeline.datasets.wider.kinds",
@@ -57,34 +60,55 @@ class DatasetSpec:
         """A one-line ``ValueError`` quoting the spec and listing the valid forms."""
         return spec_error(self.text, reason)
 
-    def path(self) -> Path:
-        """``REST`` as an absolute path (``~`` expanded); an empty ``REST`` is an error."""
-        if not self.rest:
-            raise self.error("empty path")
-        return Path(self.rest).expanduser().absolute()
+    def path(self) -> Location:
+        """``REST`` as a location: an absolute local path (``~`` expanded) or an
+        object-storage URI (``s3://bucket/prefix``, see :mod:`pipeline.storage`); an empty
+        ``REST`` or an unsupported scheme is an error."""
+        return self._location(self.rest)
 
-    def existing_dir(self, what: str) -> Path:
-        """``REST`` as an absolute path that must be a directory (``what`` names it)."""
+    def _location(self, text: str) -> Location:
+        if not text or text.endswith("://"):
+            raise self.error("empty path")
+        try:
+            where = location(text)
+        except ValueError as exc:
+            raise self.error(str(exc)) from None
+        return where if isinstance(where, ObjectPath) else where.absolute()
+
+    def existing_dir(self, what: str) -> Location:
+        """``REST`` as a location that must be a directory (on object storage: a prefix with
+        objects under it); ``what`` names it."""
         path = self.path()
         if not path.is_dir():
             raise self.error(f"{what} {path} not found or not a directory")
         return path
 
-    def path_and_split(self, default: str, splits: Sequence[str]) -> tuple[Path, str]:
-        """Split ``PATH[:split]``: the text after the last ``:`` is a split unless the whole of
-        ``REST`` is an existing path; a split outside ``splits`` is an error."""
+    def path_and_split(self, default: str, splits: Sequence[str]) -> tuple[Location, str]:
+        """Split ``PATH[:split]``: the text after the last ``:`` (a ``scheme://`` excepted) is
+        a split unless the whole of ``REST`` is an existing path; a split outside ``splits``
+        is an error. On object storage a known split name is taken without a request."""
         rest = self.rest
-        if ":" in rest and not os.path.exists(os.path.expanduser(rest)):
-            root, split = rest.rsplit(":", 1)
-            if split not in splits:
-                raise self.error(
-                    f"unknown split {split!r} (expected one of {', '.join(splits)})"
-                )
-        else:
-            root, split = rest, default
-        if not root:
-            raise self.error("empty path")
-        return Path(root).expanduser().absolute(), split
+        scheme = scheme_of(rest)
+        body = rest[len(scheme) + 3:] if scheme else rest
+        root, split = rest, default
+        if ":" in body:
+            head, tail = rest.rsplit(":", 1)
+            remote = is_remote(rest)
+            if (remote and tail in splits) or not _exists(self, rest):
+                if tail not in splits:
+                    raise self.error(
+                        f"unknown split {tail!r} (expected one of {', '.join(splits)})"
+                    )
+                root, split = head, tail
+        return self._location(root), split
+
+
+def _exists(spec: DatasetSpec, text: str) -> bool:
+    """Whether the local path or object-storage location ``text`` exists."""
+    try:
+        return location(text).exists()
+    except (ValueError, StorageError) as exc:
+        raise spec.error(str(exc)) from None
 
 
 Opener = Callable[[DatasetSpec], DatasetSource]
@@ -200,6 +224,9 @@ def parse_spec(spec: str) -> tuple[DatasetSpec, DatasetKind]:
     kind, sep, rest = spec.partition(":")
     if not sep:
         raise spec_error(spec, "no KIND: prefix")
+    if rest.startswith("//") and kind not in _KINDS:  # s3://bucket/... without a kind
+        raise spec_error(spec, f"a {kind}:// location needs a KIND: prefix "
+                               f"(e.g. folder:{spec} or wider:{spec})")
     if kind not in _KINDS:
         raise spec_error(spec, f"unknown dataset kind {kind!r}")
     return DatasetSpec(spec, kind, rest), _KINDS[kind]
@@ -208,7 +235,7 @@ def parse_spec(spec: str) -> tuple[DatasetSpec, DatasetKind]:
 def _call(parsed: DatasetSpec, read: Callable[[], Any]) -> Any:
     try:
         return read()
-    except (FileNotFoundError, NotADirectoryError) as exc:
+    except (FileNotFoundError, NotADirectoryError, StorageError) as exc:
         raise parsed.error(str(exc)) from None
 
 

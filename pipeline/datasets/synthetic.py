@@ -10,14 +10,15 @@ official layouts, so it is read by the WIDER FACE and FDDB readers::
 ``synthetic:DIR[:split]`` is ``wider:DIR/wider[:split]`` (split val by default for images and
 ground truth, the caller's default for face records) and ``synthetic-fddb:DIR`` is
 ``fddb:DIR/fddb``; both refuse a folder whose ``synth.json`` is missing or not ``complete``, and
-their descriptions carry the generator's version, seed and counts. No Pillow, no torch here.
+their descriptions carry the generator's version, seed and counts. ``DIR`` may be an
+object-storage prefix holding an uploaded benchmark (``synthetic:s3://bucket/bench``). No
+Pillow, no torch here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.face_record import FaceRecord
@@ -27,6 +28,7 @@ from pipeline.datasets.registry import DatasetSpec, register
 from pipeline.datasets.wider.dataset import SPLITS
 from pipeline.datasets.wider.kinds import WiderSource, wider_face_records
 from pipeline.datasets.wider.records import WiderGroundTruth
+from pipeline.storage import Location, ObjectPath, StorageError, location
 
 GENERATOR_NAME = "dsfd-synthetic-benchmark"
 INFO_FILE = "synth.json"
@@ -34,36 +36,42 @@ WIDER_DIR = "wider"
 FDDB_DIR = "fddb"
 
 
-def is_synthetic_benchmark(out_dir: str | os.PathLike[str]) -> bool:
-    """Whether ``out_dir`` holds a ``synth.json`` written by this generator."""
-    info = Path(out_dir) / INFO_FILE
-    if not info.is_file():
-        return False
+def _info(out_dir: str | os.PathLike[str] | ObjectPath) -> dict[str, Any] | None:
+    """The parsed ``synth.json`` of ``out_dir`` when this generator wrote it, else None."""
     try:
-        data = json.loads(info.read_text(encoding="utf-8"))
+        data = json.loads((location(out_dir) / INFO_FILE).read_bytes())
+    except StorageError:  # a store that refuses or cannot be reached is not "no benchmark"
+        raise
     except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("generator") == GENERATOR_NAME
+        return None
+    ok = isinstance(data, dict) and data.get("generator") == GENERATOR_NAME
+    return data if ok else None
 
 
-def read_synth_info(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``synth.json`` of a generated benchmark.
+def is_synthetic_benchmark(out_dir: str | os.PathLike[str] | ObjectPath) -> bool:
+    """Whether ``out_dir`` holds a ``synth.json`` written by this generator."""
+    return _info(out_dir) is not None
+
+
+def read_synth_info(out_dir: str | os.PathLike[str] | ObjectPath) -> dict[str, Any]:
+    """The ``synth.json`` of a generated benchmark (a local folder or a prefix in a bucket).
 
     Raises:
         ValueError: ``out_dir`` is not a (complete) synthetic benchmark.
+        StorageError: it cannot be read (access denied, store unreachable).
     """
-    if not is_synthetic_benchmark(out_dir):
+    data = _info(out_dir)
+    if data is None:
         raise ValueError(f"{out_dir}: not a synthetic benchmark (no valid {INFO_FILE})")
-    data = json.loads((Path(out_dir) / INFO_FILE).read_text(encoding="utf-8"))
     if data.get("status") != "complete":
         raise ValueError(
-            f"{Path(out_dir) / INFO_FILE}: generation did not finish "
+            f"{location(out_dir) / INFO_FILE}: generation did not finish "
             f"(status {data.get('status')!r}); generate it again"
         )
     return data
 
 
-def _benchmark(spec: DatasetSpec, directory: Path) -> dict[str, str | dict[str, Any]]:
+def _benchmark(spec: DatasetSpec, directory: Location) -> dict[str, str | dict[str, Any]]:
     """The description keys of the benchmark in ``directory`` (which must be complete)."""
     if not directory.is_dir():
         raise spec.error(
@@ -72,7 +80,7 @@ def _benchmark(spec: DatasetSpec, directory: Path) -> dict[str, str | dict[str, 
         )
     try:
         info = read_synth_info(directory)
-    except ValueError as exc:
+    except (ValueError, StorageError) as exc:
         raise spec.error(str(exc)) from None
     return {"synthetic": {k: info.get(k) for k in ("generator_version", "seed", "counts")}}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipeline.datasets.wider import SETTINGS, WiderGroundTruth, WiderImageGT, load_wider_gt_dir
 from pipeline.rundir import RunDir
+from pipeline.storage import location
 from reports.wider import flavours
 from reports.wider.attributes import attribute_breakdown, check_target_precision
 from reports.wider.flavours import Flavour
@@ -109,10 +110,10 @@ def is_run_dir(path: str | os.PathLike[str]) -> bool:
 
 def load_ground_truth(gt: str | os.PathLike[str] | WiderGroundTruth) -> WiderGroundTruth:
     """A :class:`WiderGroundTruth`, or load one from a folder with the four ``.mat`` files (or
-    a dataset root holding ``eval_tools/ground_truth``)."""
+    a dataset root holding ``eval_tools/ground_truth``), local or an object-storage prefix."""
     if isinstance(gt, WiderGroundTruth):
         return gt
-    root = Path(gt)
+    root = location(gt)
     nested = root / "eval_tools" / "ground_truth"
     return load_wider_gt_dir(nested if nested.is_dir() else root)
 

@@ -20,6 +20,7 @@ from pipeline.datasets.fddb.text import (
     read_lines,
     write_text_lines,
 )
+from pipeline.storage import ObjectPath
 
 FOLDS_DIR = "FDDB-folds"
 
@@ -57,12 +58,12 @@ class FddbImage:
 
 
 
-def read_fold_list(path: str | os.PathLike[str]) -> list[str]:
+def read_fold_list(path: str | os.PathLike[str] | ObjectPath) -> list[str]:
     """Image ids of a fold list (``FDDB-fold-XX.txt``), in file order; blank lines skipped."""
     return [line.strip() for line in read_lines(path) if line.strip()]
 
 
-def read_ellipse_list(path: str | os.PathLike[str]) -> list[FddbImage]:
+def read_ellipse_list(path: str | os.PathLike[str] | ObjectPath) -> list[FddbImage]:
     """Read an annotation file (``FDDB-fold-XX-ellipseList.txt`` or a concatenation).
 
     Returns:

@@ -7,14 +7,15 @@ Layout of an FDDB root (the official distribution)::
     ...                                            folds 01..10
     ROOT/originalPics/<path>.jpg                   the images
 
-The standard protocol concatenates folds 1..10 in order.
+The standard protocol concatenates folds 1..10 in order. The root (or folds folder) may be an
+object-storage prefix (``s3://bucket/fddb``): the fold files are read through
+:mod:`pipeline.storage` and each image's path is its ``s3://`` URI.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from pipeline.datasets.fddb.annotations import (
     FOLDS_DIR,
@@ -26,6 +27,7 @@ from pipeline.datasets.fddb.annotations import (
 )
 from pipeline.datasets.fddb.sizes import IMAGE_EXT
 from pipeline.datasets.manifest import ManifestEntry
+from pipeline.storage import Location, ObjectPath, list_dir, location
 
 NUM_FOLDS = 10
 IMAGES_DIR = "originalPics"
@@ -42,25 +44,27 @@ class FddbDataset:
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | ObjectPath,
         folds: Sequence[int] | None = None,
-        folds_dir: str | os.PathLike[str] | None = None,
+        folds_dir: str | os.PathLike[str] | ObjectPath | None = None,
     ):
-        self.root = Path(root)
-        self.folds_dir = Path(folds_dir) if folds_dir is not None else self.root / FOLDS_DIR
+        self.root: Location = location(root)
+        self.folds_dir: Location = (location(folds_dir) if folds_dir is not None
+                                    else self.root / FOLDS_DIR)
         folder = self.folds_dir
-        if not folder.is_dir():
+        files = _file_names(folder)
+        if files is None:
             raise NotADirectoryError(f"FDDB folds folder not found: {folder}")
         if folds is None:
             folds = []
-            while (folder / fold_list_name(len(folds) + 1)).is_file():
+            while fold_list_name(len(folds) + 1) in files:
                 folds.append(len(folds) + 1)
             if not folds:
                 raise FileNotFoundError(f"no {fold_list_name(1)} in {folder}")
         self.folds = list(folds)
         for k in self.folds:
             for name in (fold_list_name(k), ellipse_list_name(k)):
-                if not (folder / name).is_file():
+                if name not in files:
                     raise FileNotFoundError(f"missing FDDB file {folder / name}")
 
     def fold_image_ids(self, fold: int) -> list[str]:
@@ -71,7 +75,7 @@ class FddbDataset:
         """All image ids in the standard order (the chosen folds concatenated)."""
         return [i for k in self.folds for i in self.fold_image_ids(k)]
 
-    def image_path(self, image_id: str) -> Path:
+    def image_path(self, image_id: str) -> Location:
         """Path of an image: ``ROOT/originalPics/<image_id>.jpg``."""
         return self.root / IMAGES_DIR / f"{image_id}{IMAGE_EXT}"
 
@@ -123,13 +127,25 @@ class FddbDataset:
         }
 
 
-def read_annotations(path: str | os.PathLike[str]) -> list[FddbImage]:
-    """Annotations from an ellipse-list file, an ``FDDB-folds/`` folder or an FDDB root.
+def _file_names(folder: Location) -> set[str] | None:
+    """The names of the plain files in ``folder`` (links followed on a disk; one listing
+    request on object storage), None when it is not a folder."""
+    if isinstance(folder, ObjectPath):
+        entries = list_dir(folder)
+        return {e.name for e in entries if e.is_file} if entries else None
+    if not folder.is_dir():
+        return None
+    return {p.name for p in folder.iterdir() if p.is_file()}
+
+
+def read_annotations(path: str | os.PathLike[str] | ObjectPath) -> list[FddbImage]:
+    """Annotations from an ellipse-list file, an ``FDDB-folds/`` folder or an FDDB root, on a
+    disk or in object storage (``s3://...``).
 
     A folder gives all of its folds (01, 02, ... while they exist) concatenated in order, the
     standard protocol; each fold's ellipse list must follow its fold list.
     """
-    p = Path(path)
+    p = location(path)
     if p.is_dir():
         if (p / FOLDS_DIR).is_dir():
             return FddbDataset(p).annotations()

@@ -1,17 +1,18 @@
 """The ``fddb:`` dataset kind (see :mod:`pipeline.datasets.registry`).
 
 ``fddb:ROOT`` is an FDDB root (``FDDB-folds/`` and ``originalPics/``), folds 1..10 in order; its
-ground truth is the ellipse annotations of every image (a list of ``FddbImage``).
+ground truth is the ellipse annotations of every image (a list of ``FddbImage``). ``ROOT``
+may be an object-storage prefix (``fddb:s3://bucket/fddb``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.fddb.annotations import FddbImage
 from pipeline.datasets.fddb.dataset import FddbDataset
 from pipeline.datasets.registry import DatasetSpec, register
+from pipeline.storage import Location
 
 
 class FddbSource(FddbDataset):
@@ -24,7 +25,7 @@ class FddbSource(FddbDataset):
         extra: more keys of :meth:`describe` (a generated benchmark's identity).
     """
 
-    def __init__(self, root: Path, kind: str, *, name: str | None = None,
+    def __init__(self, root: Location, kind: str, *, name: str | None = None,
                  extra: dict[str, Any] | None = None):
         super().__init__(root)
         self.kind = kind

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.storage import ObjectPath, location
+
 _COUNT_RE = re.compile(r"^\+?\d+(\.0*)?$")
 
 
-def read_lines(path: str | os.PathLike[str]) -> list[str]:
-    """Lines of a text file without line ends or trailing white space (BOM and CRLF removed)."""
-    text = Path(path).read_bytes().decode("utf-8-sig")
+def read_lines(path: str | os.PathLike[str] | ObjectPath) -> list[str]:
+    """Lines of a text file (a local path or an object-storage URI) without line ends or
+    trailing white space (BOM and CRLF removed)."""
+    text = location(path).read_bytes().decode("utf-8-sig")
     return [line.rstrip() for line in text.splitlines()]
 
 
@@ -58,7 +61,7 @@ def _parse_numbers(text: str, count: int, what: str, path: object, line_no: int)
 
 
 def iter_blocks(
-    path: str | os.PathLike[str], num_values: int, what: str
+    path: str | os.PathLike[str] | ObjectPath, num_values: int, what: str
 ) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield (image_id, float64 array (K, num_values), line number of the name) per block."""
     lines = read_lines(path)

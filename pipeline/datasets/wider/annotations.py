@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.datasets.wider.records import ATTRIBUTE_NAMES, WiderImageRecord, split_image_id
+from pipeline.storage import Location, ObjectPath, location
 
 
 class _Lines:
     """Line cursor over a text file that reports 1-based line numbers."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Location) -> None:
         raw = path.read_bytes()
         try:
             text = raw.decode("utf-8-sig")
@@ -93,14 +94,16 @@ def _read_block(cur: _Lines) -> WiderImageRecord:
     return WiderImageRecord(image_id=image_id, boxes_xywh=table[:, :4], attributes=attributes)
 
 
-def read_wider_annotations(path: str | os.PathLike[str]) -> list[WiderImageRecord]:
+def read_wider_annotations(
+    path: str | os.PathLike[str] | ObjectPath,
+) -> list[WiderImageRecord]:
     """Read an annotation file ``wider_face_{train,val}_bbx_gt.txt``.
 
     Accepts CRLF line endings, a UTF-8 BOM, trailing spaces and blank lines between blocks; an
     image with 0 faces may carry the official dummy line of ten zeros (skipped).
 
     Args:
-        path: the annotation txt.
+        path: the annotation txt (a local path or an object-storage URI).
 
     Returns:
         One record per image block, in file order; ``path`` is None (see :class:`WiderDataset`).
@@ -108,7 +111,7 @@ def read_wider_annotations(path: str | os.PathLike[str]) -> list[WiderImageRecor
     Raises:
         ValueError: a malformed file, naming the file, the line number and what was expected.
     """
-    cur = _Lines(Path(path))
+    cur = _Lines(location(path))
     records: list[WiderImageRecord] = []
     seen: dict[str, int] = {}
     while not cur.at_end():

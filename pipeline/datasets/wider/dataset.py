@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pipeline.datasets.manifest import ManifestEntry
 from pipeline.datasets.wider.annotations import read_wider_annotations
@@ -23,23 +23,45 @@ from pipeline.datasets.wider.records import (
     events_of,
     split_image_id,
 )
+from pipeline.storage import Location, ObjectPath, iter_object_files, location
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
-def wider_annotation_path(root: str | os.PathLike[str], split: str) -> Path:
+@overload
+def _root(root: ObjectPath) -> ObjectPath: ...
+@overload
+def _root(root: str | os.PathLike[str]) -> Path: ...
+def _root(root: str | os.PathLike[str] | ObjectPath) -> Location:
+    """An :class:`ObjectPath` as it is, anything else as a local :class:`Path`."""
+    return root if isinstance(root, ObjectPath) else Path(root)
+
+
+@overload
+def wider_annotation_path(root: ObjectPath, split: str) -> ObjectPath: ...
+@overload
+def wider_annotation_path(root: str | os.PathLike[str], split: str) -> Path: ...
+def wider_annotation_path(root: str | os.PathLike[str] | ObjectPath, split: str) -> Location:
     """``ROOT/wider_face_split/wider_face_{split}_bbx_gt.txt``."""
-    return Path(root) / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+    return _root(root) / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
 
 
-def wider_images_dir(root: str | os.PathLike[str], split: str) -> Path:
+@overload
+def wider_images_dir(root: ObjectPath, split: str) -> ObjectPath: ...
+@overload
+def wider_images_dir(root: str | os.PathLike[str], split: str) -> Path: ...
+def wider_images_dir(root: str | os.PathLike[str] | ObjectPath, split: str) -> Location:
     """``ROOT/WIDER_{split}/images``."""
-    return Path(root) / f"WIDER_{split}" / "images"
+    return _root(root) / f"WIDER_{split}" / "images"
 
 
-def wider_gt_dir(root: str | os.PathLike[str]) -> Path:
+@overload
+def wider_gt_dir(root: ObjectPath) -> ObjectPath: ...
+@overload
+def wider_gt_dir(root: str | os.PathLike[str]) -> Path: ...
+def wider_gt_dir(root: str | os.PathLike[str] | ObjectPath) -> Location:
     """``ROOT/eval_tools/ground_truth`` (the four evaluation ``.mat`` files of val)."""
-    return Path(root) / "eval_tools" / "ground_truth"
+    return _root(root) / "eval_tools" / "ground_truth"
 
 
 class WiderDataset:
@@ -53,19 +75,23 @@ class WiderDataset:
         ValueError: unknown split. FileNotFoundError: neither annotation nor image folder.
     """
 
-    def __init__(self, root: str | os.PathLike[str], split: str = "val") -> None:
+    def __init__(self, root: str | os.PathLike[str] | ObjectPath, split: str = "val") -> None:
         if split not in SPLITS:
             raise ValueError(f"WIDER FACE split must be one of {SPLITS}, got {split!r}")
-        self.root = Path(root)
+        self.root: Location = location(root)
         self.split = split
-        self.annotation_path = wider_annotation_path(root, split)
-        self.images_dir = wider_images_dir(root, split)
+        self.annotation_path: Location = wider_annotation_path(self.root, split)
+        self.images_dir: Location = wider_images_dir(self.root, split)
         if not self.annotation_path.is_file() and not self.images_dir.is_dir():
             raise FileNotFoundError(
                 f"{self.root}: no WIDER FACE {split} split (neither {self.annotation_path} "
                 f"nor {self.images_dir} exists)"
             )
         self._records: list[WiderImageRecord] | None = None
+
+    def gt_dir(self) -> Location:
+        """``ROOT/eval_tools/ground_truth``."""
+        return wider_gt_dir(self.root)
 
     def has_annotations(self) -> bool:
         """Whether the split's annotation txt exists."""
@@ -82,13 +108,21 @@ class WiderDataset:
             ]
         return self._records
 
-    def image_path(self, record_or_id: WiderImageRecord | str) -> Path:
+    def image_path(self, record_or_id: WiderImageRecord | str) -> Location:
         """``ROOT/WIDER_{split}/images/EVENT/NAME.jpg`` of an image id or record."""
         image_id = record_or_id if isinstance(record_or_id, str) else record_or_id.image_id
         event, name = split_image_id(image_id)
         return self.images_dir / event / f"{name}.jpg"
 
     def _tree_ids(self) -> Iterator[str]:
+        if isinstance(self.images_dir, ObjectPath):  # the order of a disk walk, not of keys
+            found = []
+            for obj in iter_object_files(self.images_dir):
+                folder, _, file = obj.relative_to(self.images_dir).partition("/")
+                if file and "/" not in file and file.lower().endswith(".jpg"):
+                    found.append((folder, file))
+            yield from (f"{folder}/{file[:-len('.jpg')]}" for folder, file in sorted(found))
+            return
         if not self.images_dir.is_dir():
             return
         for event in sorted(p for p in self.images_dir.iterdir() if p.is_dir()):
@@ -109,14 +143,14 @@ class WiderDataset:
     def ground_truth(self) -> WiderGroundTruth:
         """The evaluation ground truth: the ``.mat`` files of val when present (with keep lists),
         else the annotation txt (no keep lists)."""
-        gt_dir = wider_gt_dir(self.root)
+        gt_dir = self.gt_dir()
         if self.split == "val" and (gt_dir / ALL_FACES_MAT).is_file():
             return load_wider_gt_dir(gt_dir)
         return WiderGroundTruth.from_records(self.records(), source=str(self.annotation_path))
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary: root, split, sources, image and face counts."""
-        gt_dir = wider_gt_dir(self.root)
+        gt_dir = self.gt_dir()
         info: dict[str, Any] = {
             "dataset": "wider",
             "root": str(self.root),

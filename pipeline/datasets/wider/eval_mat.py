@@ -8,6 +8,7 @@ shape (0, 1), or (0, 0) when the image holds exactly one box; ``gt_list`` holds 
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.io
+from scipy.io.matlab import MatReadError
 
 from pipeline.datasets.wider.records import (
     ATTRIBUTE_NAMES,
@@ -24,6 +26,7 @@ from pipeline.datasets.wider.records import (
     check_keep,
     events_of,
 )
+from pipeline.storage import Location, ObjectPath, location
 
 ALL_FACES_MAT = "wider_face_val.mat"
 SETTING_MATS: dict[str, str] = {s: f"wider_{s}_val.mat" for s in SETTINGS}
@@ -128,7 +131,8 @@ def _mat_str(value: Any, where: str) -> str:
     return str(arr.reshape(-1)[0])
 
 
-def _mat_cells(mat: dict[str, Any], var: str, path: Path, length: int | None = None) -> list:
+def _mat_cells(mat: dict[str, Any], var: str, path: Location,
+               length: int | None = None) -> list:
     if var not in mat:
         raise ValueError(f"{path}: variable {var!r} missing; have {sorted(mat)}")
     cell = np.asarray(mat[var])
@@ -141,19 +145,25 @@ def _mat_cells(mat: dict[str, Any], var: str, path: Path, length: int | None = N
 
 
 def read_wider_eval_mat(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | ObjectPath,
 ) -> tuple[list[WiderImageRecord], list[np.ndarray] | None]:
-    """Read one evaluation ``.mat`` file (``wider_face_val.mat`` or a setting file).
+    """Read one evaluation ``.mat`` file (``wider_face_val.mat`` or a setting file), local or
+    in object storage (``s3://...``: read in one request, parsed in memory).
 
     Returns:
         (records in file order, keep lists) where the keep lists are 0-based int64 arrays, one
         per record, or None when the file has no ``gt_list`` (``wider_face_val.mat``).
 
     Raises:
-        ValueError: a missing variable or a cell of the wrong shape, naming file and variable.
+        FileNotFoundError: no such file or object (one line naming it).
+        ValueError: a missing variable or a cell of the wrong shape, naming file and variable;
+            not a MAT file.
     """
-    path = Path(path)
-    mat = scipy.io.loadmat(path, mat_dtype=True)
+    path = location(path)
+    try:
+        mat = scipy.io.loadmat(io.BytesIO(path.read_bytes()), mat_dtype=True)
+    except (ValueError, TypeError, NotImplementedError, MatReadError) as exc:
+        raise ValueError(f"{path}: not a readable MAT file ({exc})") from None
     events = [_mat_str(e, f"{path}: event_list") for e in _mat_cells(mat, "event_list", path)]
     n = len(events)
     files = _mat_cells(mat, "file_list", path, n)
@@ -176,8 +186,9 @@ def read_wider_eval_mat(
     return records, (keep if gts is not None else None)
 
 
-def load_wider_gt_dir(gt_dir: str | os.PathLike[str]) -> WiderGroundTruth:
-    """Load the official evaluation ground truth from a folder holding the four ``.mat`` files.
+def load_wider_gt_dir(gt_dir: str | os.PathLike[str] | ObjectPath) -> WiderGroundTruth:
+    """Load the official evaluation ground truth from a folder holding the four ``.mat`` files
+    (a local folder or an object-storage prefix, ``s3://bucket/eval_tools/ground_truth``).
 
     The boxes and attributes come from ``wider_face_val.mat``; the keep lists from
     ``wider_{easy,medium,hard}_val.mat``, whose image order must be the same.
@@ -186,7 +197,7 @@ def load_wider_gt_dir(gt_dir: str | os.PathLike[str]) -> WiderGroundTruth:
         FileNotFoundError: a file is missing (all missing files are named).
         ValueError: the files disagree on the image list or the boxes.
     """
-    gt_dir = Path(gt_dir)
+    gt_dir = location(gt_dir)
     names = [ALL_FACES_MAT, *SETTING_MATS.values()]
     missing = [n for n in names if not (gt_dir / n).is_file()]
     if missing:

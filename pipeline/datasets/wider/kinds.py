@@ -1,7 +1,9 @@
 """The ``wider:`` and ``wider-gt:`` dataset kinds (see :mod:`pipeline.datasets.registry`).
 
 ``wider:ROOT[:split]`` is a WIDER FACE root (annotation txt plus images); split ``val`` by default
-for images and ground truth, the caller's default (``train``) for face records.
+for images and ground truth, the caller's default (``train``) for face records. ``ROOT`` may be
+an object-storage prefix (``wider:s3://bucket/wider:val``): the annotation files are read
+through :mod:`pipeline.storage` and each image's path is its ``s3://`` URI.
 
 ``wider-gt:PATH`` is the official evaluation file ``wider_face_val.mat`` (``PATH`` is the folder
 holding it, normally ``ROOT/eval_tools/ground_truth``, or the file itself):
@@ -19,7 +21,6 @@ holding it, normally ``ROOT/eval_tools/ground_truth``, or the file itself):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from pipeline.datasets.wider.eval_mat import (
     read_wider_eval_mat,
 )
 from pipeline.datasets.wider.records import WiderGroundTruth, WiderImageRecord, events_of
+from pipeline.storage import Location
 
 GT_CANVAS_WH: tuple[int, int] = (1024, 768)
 """``(width, height)``: the least canvas assumed for an image of a boxes-only source."""
@@ -51,7 +53,7 @@ class WiderSource(WiderDataset):
         extra: more keys of :meth:`describe` (a generated benchmark's identity).
     """
 
-    def __init__(self, root: Path, split: str, kind: str, *, name: str | None = None,
+    def __init__(self, root: Location, split: str, kind: str, *, name: str | None = None,
                  extra: dict[str, Any] | None = None):
         super().__init__(root, split)
         self.kind = kind
@@ -81,7 +83,7 @@ def _wider_source(spec: DatasetSpec, default_split: str) -> WiderSource:
 # ------------------------------------------------------------------------------------ wider-gt
 
 
-def _gt_mat(spec: DatasetSpec) -> Path:
+def _gt_mat(spec: DatasetSpec) -> Location:
     path = spec.path()
     mat = path / ALL_FACES_MAT if path.is_dir() else path
     if not mat.is_file():
@@ -126,7 +128,7 @@ class WiderGtSource:
         FileNotFoundError: the image folder of that layout does not exist.
     """
 
-    def __init__(self, mat: Path) -> None:
+    def __init__(self, mat: Location) -> None:
         self.mat = mat
         self.images_dir = wider_images_dir(mat.parent.parent.parent, "val")
         if mat.parent.parent.name != "eval_tools" or not self.images_dir.is_dir():
