@@ -234,15 +234,11 @@ class ObjectPath:
             FileNotFoundError: no such object (one line naming the URI).
             StorageError: access denied, no bucket, store unreachable (one line).
         """
-        try:
-            with self.filesystem.open_input_stream(self.fs_path) as fh:
+        with self.open_binary() as fh:
+            try:
                 return bytes(fh.read())
-        except FileNotFoundError:
-            raise self._not_found() from None
-        except OSError as exc:
-            if "NO_SUCH_KEY" in str(exc).upper() or "NOSUCHKEY" in str(exc).upper():
-                raise self._not_found() from None
-            raise self.error(exc, "read it") from None
+            except OSError as exc:  # a store may answer only once the read starts
+                raise self._read_error(exc) from None
 
     def open_binary(self) -> BinaryIO:
         """A buffered binary stream over the object (read as it is consumed; iterating it
@@ -254,13 +250,16 @@ class ObjectPath:
         """
         try:
             stream = self.filesystem.open_input_stream(self.fs_path)
-        except FileNotFoundError:
-            raise self._not_found() from None
         except OSError as exc:
-            if "NO_SUCH_KEY" in str(exc).upper() or "NOSUCHKEY" in str(exc).upper():
-                raise self._not_found() from None
-            raise self.error(exc, "read it") from None
+            raise self._read_error(exc) from None
         return io.BufferedReader(stream)  # type: ignore[arg-type]
+
+    def _read_error(self, exc: OSError) -> Exception:
+        """The one-line error of a failed read: no such object (or bucket), or the store's."""
+        if isinstance(exc, FileNotFoundError) or "NO_SUCH_KEY" in str(exc).upper() \
+                or "NOSUCHKEY" in str(exc).upper():
+            return self._not_found()
+        return self.error(exc, "read it")
 
     def _not_found(self) -> FileNotFoundError:
         """No such object, or (one more request to tell) no such bucket."""
