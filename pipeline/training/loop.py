@@ -120,7 +120,8 @@ def format_entry(entry: dict[str, Any], steps: int) -> str:
     if is_validation_entry(entry):
         values = " ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in entry.items()
                           if k.startswith("val_") and k != "val_images")
-        return (f"validation step {entry['step']}/{steps}: {values} "
+        metric = "TPR@1000FP" if any(k.startswith("val_fddb") for k in entry) else "AP"
+        return (f"validation step {entry['step']}/{steps}: {metric} {values} "
                 f"({entry['val_images']:.0f} images)" + (" best" if entry.get("best") else ""))
     return (f"step {entry['step']}/{steps} lr {entry['lr']:.1e} loss {entry['loss']:.4f} "
             f"(second conf {entry['second_conf']:.3f} box {entry['second_box']:.3f}) "

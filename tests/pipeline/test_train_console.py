@@ -105,3 +105,15 @@ def test_two_worker_console_has_our_lines_only(synth_dir: Path, tmp_path: Path) 
     assert proc.stdout.strip().splitlines()[-1].startswith("done: step 4"), console
     log = (out / "logs" / "ray.log").read_text()
     assert "Started a local Ray instance" in log and "RayTrainWorker" in log
+
+
+def test_a_validation_line_names_its_metric() -> None:
+    from pipeline.training.loop import format_entry
+
+    wider = {"step": 2, "val_easy": 0.5, "val_medium": 0.25, "val_hard": 0.125,
+             "val_images": 8, "best": True}
+    fddb = {"step": 4, "val_fddb_discrete": 0.75, "val_fddb_continuous": 0.5, "val_images": 6}
+    assert format_entry(wider, 4) == ("validation step 2/4: AP easy 0.5000 medium 0.2500 "
+                                      "hard 0.1250 (8 images) best")
+    assert format_entry(fddb, 4) == ("validation step 4/4: TPR@1000FP fddb_discrete 0.7500 "
+                                     "fddb_continuous 0.5000 (6 images)")
