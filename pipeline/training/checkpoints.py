@@ -195,15 +195,19 @@ def check_resumable(config: TrainConfig) -> None:
 
 def remove_training_outputs(out: Path) -> list[Path]:
     """``--restart``: remove what ``dsfd train`` wrote in ``out`` (its config, checkpoints,
-    the best checkpoint, metrics and Ray Train's storage folder) and nothing else; returns
-    what went."""
+    the best checkpoint, metrics, its TensorBoard event files and Ray Train's storage folder)
+    and nothing else; returns what went."""
     removed: list[Path] = []
     for path in [out / CONFIG_FILE, out / LAST, out / METRICS, out / "best.pt",
                  out / "best.json",
-                 *out.glob("checkpoint-[0-9][0-9][0-9][0-9][0-9][0-9][0-9].pt")]:
+                 *out.glob("checkpoint-[0-9][0-9][0-9][0-9][0-9][0-9][0-9].pt"),
+                 # ours carry the suffix loop.TensorBoard gives them (pid, step, token)
+                 *(out / "tb").glob("events.out.tfevents.*.step[0-9]*.*")]:
         if path.is_file():
             path.unlink()
             removed.append(path)
+    with contextlib.suppress(OSError):
+        (out / "tb").rmdir()  # only when nothing else is in it
     storage = out / "ray" / "dsfd-train"
     if storage.is_dir():
         shutil.rmtree(storage)

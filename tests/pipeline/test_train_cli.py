@@ -79,9 +79,14 @@ def test_a_changed_config_is_refused_naming_it_and_restart_starts_over(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and named in err and "--restart" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    earlier_events = set((out / "tb").iterdir())
+    (out / "tb" / "mine.txt").write_text("mine")
+    assert earlier_events  # the first run's TensorBoard files
     assert main([*args, "--restart"]) == 0
     assert "training from step 0" in capsys.readouterr().out
     assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "tb" / "mine.txt").read_text() == "mine"
+    assert not earlier_events & set((out / "tb").iterdir())  # the earlier curves are gone
 
 
 def test_a_dataset_without_faces_is_refused(tmp_path: Path, capsys) -> None:
