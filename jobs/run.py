@@ -64,10 +64,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="downscale images whose longer side exceeds PX pixels")
     parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="P",
                         help="refuse images with more pixels (default: Pillow's 178956970)")
-    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="B",
                         help="images per forward pass; only images of equal size share one "
                              "(the one-image results) unless --bucket; multi-scale: passes of "
-                             "equal size per forward (default 1)")
+                             "equal size per forward (default: 16 on GPU workers, 1 on CPU "
+                             "workers)")
     parser.add_argument("--bucket", action="store_true",
                         help="single-scale DSFD: pad images of mixed sizes to size buckets "
                              "(multiples of the largest stride) so they share forwards; faster "

@@ -104,7 +104,8 @@ class ClusterConfig:
         num_gpus_per_worker: GPUs per actor; None gives 1 when the cluster has GPUs, else 0.
         num_cpus_per_worker: CPUs per actor (torch threads); None splits the cluster's CPUs.
         decode_threads: image decoding threads per actor.
-        batch_size: images per forward pass (multi-scale: passes of equal size).
+        batch_size: images per forward pass (multi-scale: passes of equal size); None:
+            :data:`GPU_BATCH_SIZE` when the actors have GPUs, 1 on CPU actors.
         optimize: folded BatchNorm + channels-last in the DSFD workers (float rounding only).
         max_in_flight_per_worker: shards queued per actor (2 keeps it busy between shards).
         max_restarts: times Ray restarts a dead actor before the runner replaces it (0, the
@@ -121,7 +122,7 @@ class ClusterConfig:
     num_gpus_per_worker: float | None = None
     num_cpus_per_worker: float | None = None
     decode_threads: int = 2
-    batch_size: int = 1
+    batch_size: int | None = None
     optimize: bool = True
     max_in_flight_per_worker: int = 2
     max_restarts: int = 0
@@ -262,6 +263,7 @@ class _WorkerPool:
 
         self._ray = ray
         self._settings = settings
+        self.batch_size = settings.batch_size
         self._writer = writer
         self._cluster = cluster
         self._resources = resources
@@ -506,10 +508,23 @@ def _start_pool(config: RunConfig, cluster: ClusterConfig, writer: ShardWriter,
     settings = WorkerSettings(
         model=config.model, multiscale=config.multiscale, max_size=config.max_size,
         max_pixels=config.max_pixels, num_threads=max(1, int(resources.num_cpus)),
-        decode_threads=cluster.decode_threads, batch_size=cluster.batch_size,
+        decode_threads=cluster.decode_threads,
+        batch_size=resolved_batch_size(cluster.batch_size, resources.num_gpus > 0),
         use_gpu=resources.num_gpus > 0, keep_score=config.keep_score, dtype=config.dtype,
         optimize=cluster.optimize, bucket=config.bucket)
     return _WorkerPool(settings, writer, resources, cluster, checksum)
+
+
+GPU_BATCH_SIZE = 16
+"""Default images per forward on a GPU actor (equal sizes only, so results are those of one
+image at a time to float rounding); CPU actors default to 1, which is fastest there."""
+
+
+def resolved_batch_size(batch_size: int | None, on_gpu: bool) -> int:
+    """``batch_size``, or the default for the actors' device."""
+    if batch_size is not None:
+        return batch_size
+    return GPU_BATCH_SIZE if on_gpu else 1
 
 
 WAIT_POLL_S = 2.0  # how often the pool looks up from waiting
@@ -581,6 +596,8 @@ def run_inference(source: DatasetSource, run: RunDir | str | os.PathLike[str],
         if pool is not None:
             pool.shutdown()
     cluster_info = {**asdict(cluster), "num_workers": summary.num_workers}
+    if pool is not None:  # what the actors ran with (the default depends on their device)
+        cluster_info["batch_size"] = pool.batch_size
     run.finish(lambda rec: _finish_record(rec, summary, plan, started, cluster_info))
     return summary
 

@@ -29,11 +29,12 @@ def test_history_records_inference_settings_and_resume_accepts_others(
         synthetic_root: Path) -> None:  # noqa: F811
     run_dir = tmp_path / "run"
     config = RunConfig(model=str(small_checkpoint), shard_size=2, max_size=128)
-    first = ClusterConfig(num_workers=1, num_cpus_per_worker=1, optimize=False, batch_size=1)
+    first = ClusterConfig(num_workers=1, num_cpus_per_worker=1, optimize=False)  # batch: CPU 1
     summary = run_inference(_source(synthetic_root), run_dir, config, first, progress=False)
     assert (summary.num_images, summary.errors_run) == (4, 0)
     record = json.loads((run_dir / "run.json").read_text())
     assert record["history"][-1]["inference"] == {"optimize": False, "batch_size": 1}
+    assert record["cluster"]["batch_size"] == 1  # the default resolved for CPU actors
     assert "optimize" not in record["config"]  # not a result-deciding setting
     assert "bucket" not in record["config"]  # off: recorded only when on
 
@@ -47,3 +48,11 @@ def test_history_records_inference_settings_and_resume_accepts_others(
     bucketed = RunConfig(model=str(small_checkpoint), shard_size=2, max_size=128, bucket=True)
     with pytest.raises(RunMismatchError, match=r"another config \(bucket: None -> True\)"):
         run_inference(_source(synthetic_root), run_dir, bucketed, other, progress=False)
+
+
+def test_the_default_batch_size_follows_the_actors_device() -> None:
+    from pipeline.runner import GPU_BATCH_SIZE, resolved_batch_size
+
+    assert resolved_batch_size(None, on_gpu=False) == 1
+    assert resolved_batch_size(None, on_gpu=True) == GPU_BATCH_SIZE == 16
+    assert resolved_batch_size(3, on_gpu=True) == resolved_batch_size(3, on_gpu=False) == 3
