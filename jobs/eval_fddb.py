@@ -14,7 +14,9 @@ false-positive budget for both curves; with ``--bootstrap N`` also a 95% interva
 and, with ``--compare RUN_B``, the paired difference TPR(--pred) - TPR(RUN_B) with its interval
 and p-value, in the JSON under ``bootstrap``.
 Annotated images a run directory never covered count as missed faces; their number is printed
-on stderr. Loads neither torch nor Ray.
+on stderr. ``--pred``, ``--compare``, ``--annotations`` and a size table may be object-storage
+URIs (``s3://bucket/run``); a store that refuses one is a one-line error naming it. Loads
+neither torch nor Ray.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pred",
         required=True,
-        help="run directory (Parquet detections, xyxy pixels) or an official detection file",
+        help="run directory (Parquet detections, xyxy pixels) or an official detection file; "
+        "a local path or a URI (s3://bucket/run)",
     )
     parser.add_argument(
         "--annotations",
@@ -49,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--sizes",
         required=True,
         help="image folder (IMG_DIR/<image_id><ext>, e.g. originalPics) or a size table TSV "
-        "(header 'name width height')",
+        "(header 'name width height'); the table may be a URI (s3://...)",
     )
     parser.add_argument("--image-ext", default=".jpg", help="image extension under --sizes DIR")
     parser.add_argument(
@@ -88,24 +91,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_detections(pred: Path, det_format: DetFormat) -> Detections:
-    """``--pred``: a run directory (rectangles) or a detection file, refused in one line."""
+def _load_detections(spec: str, det_format: DetFormat, option: str = "--pred") -> Detections:
+    """``--pred`` (or ``--compare``): a run directory (rectangles) or a detection file, a
+    local path or an object-storage URI, refused in one line."""
+    from pipeline.storage import location, missing_reason
     from reports.fddb.inputs import read_predictions
 
+    pred = location(spec)
     if pred.is_dir() and det_format != "rect":
         raise CommandError("a run directory holds rectangles: use --det-format rect")
     if not pred.is_dir() and not pred.is_file():
-        raise CommandError(f"--pred not found: {pred}")
+        raise CommandError(f"{option} {missing_reason(pred)}: {pred}")
     return read_predictions(pred, det_format)
 
 
-def _load_sizes(spec: Path, image_ids: list[str], ext: str) -> dict[str, tuple[int, int]]:
-    """``--sizes``: an image folder or a size table with a size for every annotated image."""
+def _load_sizes(spec: str, image_ids: list[str], ext: str) -> dict[str, tuple[int, int]]:
+    """``--sizes``: an image folder or a size table (local or an object-storage URI) with a
+    size for every annotated image."""
+    from pipeline.storage import location, missing_reason
     from reports.fddb.inputs import read_sizes
 
-    if not spec.is_dir() and not spec.is_file():
-        raise CommandError(f"--sizes not found: {spec}")
-    return read_sizes(spec, image_ids, ext)
+    where = location(spec)
+    if not where.is_dir() and not where.is_file():
+        raise CommandError(f"--sizes {missing_reason(where)}: {where}")
+    return read_sizes(where, image_ids, ext)
 
 
 def _note_unknown_images(detections: object, image_ids: list[str]) -> None:
@@ -182,7 +191,16 @@ def _check_ellipse(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate (:func:`reports.fddb.evaluate_run`), write the ROC files and the summary, and
-    print the TPR at the budget."""
+    print the TPR at the budget; a store that refuses an input is one line naming it."""
+    from pipeline.storage import StorageError
+
+    try:
+        return _evaluate(args)
+    except StorageError as exc:  # access denied, no bucket, store unreachable
+        raise CommandError(str(exc)) from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from reports.fddb import evaluate_run, write_roc
     from reports.fddb.inputs import load_annotations
 
@@ -192,8 +210,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--compare needs --bootstrap N (the number of replicates)")
     annotations = load_annotations(args.annotations)
     image_ids = [a.image_id for a in annotations]
-    detections = _load_detections(Path(args.pred), args.det_format)
-    sizes = _load_sizes(Path(args.sizes), image_ids, args.image_ext)
+    detections = _load_detections(args.pred, args.det_format)
+    sizes = _load_sizes(args.sizes, image_ids, args.image_ext)
     _note_unknown_images(detections, image_ids)
     if args.fit_ellipse:
         _fit_ellipse(args, annotations, detections, sizes)
@@ -243,7 +261,7 @@ def _bootstrap(
         "intervals": {m: [_null(x) for x in iv] for m, iv in intervals.items()},
     }
     if args.compare is not None:
-        detections_b = _load_detections(Path(args.compare), args.det_format)
+        detections_b = _load_detections(args.compare, args.det_format, "--compare")
         result_b = evaluate_run(detections_b, annotations, sizes=sizes,
                                 det_format=args.det_format, ellipse=args.ellipse,
                                 fp_budget=args.fp_budget)

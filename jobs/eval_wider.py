@@ -10,6 +10,9 @@ normalisation held fixed: :mod:`reports.wider.bootstrap`) and ``--compare RUN_B`
 difference AP(--pred) - AP(RUN_B) with its interval and p-value; both go to the JSON under the
 new key ``bootstrap`` (the existing keys and the printed AP lines are unchanged).
 
+``--pred``, ``--compare`` and ``--gt`` may be object-storage URIs (``s3://bucket/run``); a
+missing run or a store that refuses the request is a one-line error naming the URI.
+
 Loads neither torch nor Ray: only numpy, scipy (the .mat files), pyarrow (run directories) and,
 with ``--plot``, matplotlib.
 """
@@ -30,7 +33,9 @@ if TYPE_CHECKING:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--pred", required=True, help="run directory (Parquet) or folder of EVENT/NAME.txt files"
+        "--pred", required=True,
+        help="run directory (Parquet) or folder of EVENT/NAME.txt files; a local path or a URI "
+        "(s3://bucket/run)"
     )
     parser.add_argument(
         "--gt", required=True, help="folder with the four official .mat files (or dataset root)"
@@ -72,11 +77,33 @@ def _write_json(path: str, doc: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate (:func:`reports.wider.evaluate_run`), print, write the JSON and the plot."""
+    """Evaluate (:func:`reports.wider.evaluate_run`), print, write the JSON and the plot; a
+    store that refuses an input is one line naming it."""
+    from pipeline.storage import StorageError
+
+    try:
+        return _evaluate(args)
+    except StorageError as exc:  # access denied, no bucket, store unreachable
+        raise CommandError(str(exc)) from None
+
+
+def _check_folder(option: str, text: str) -> None:
+    """Refuse, in one line, a ``text`` (a local path or an object-storage URI) that is no
+    folder or prefix: a file, nothing, or a missing bucket."""
+    from pipeline.storage import location, missing_reason
+
+    where = location(text)
+    if where.is_dir():
+        return
+    reason = "not a folder" if where.is_file() else missing_reason(where)
+    raise CommandError(f"{option} {text}: {reason}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pipeline.storage import location
     from reports.wider import WiderPortCrash, evaluate_run
 
-    if not Path(args.pred).is_dir():
-        raise CommandError(f"--pred {args.pred}: not a folder")
+    _check_folder("--pred", args.pred)
     _check_bootstrap_args(args)
     extra: dict | None = None
     try:
@@ -111,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         from reports.figures import save_figure
         from reports.figures.wider_pr import plot_wider_pr
 
-        fig, _ = plot_wider_pr({args.label or Path(args.pred).name: result})
+        fig, _ = plot_wider_pr({args.label or location(args.pred).name: result})
         for path in save_figure(fig, args.plot):
             print(f"wrote {path}")
     return 0
@@ -124,8 +151,7 @@ def _check_bootstrap_args(args: argparse.Namespace) -> None:
     if args.compare is not None:
         if args.bootstrap is None:
             raise CommandError("--compare needs --bootstrap N (the number of replicates)")
-        if not Path(args.compare).is_dir():
-            raise CommandError(f"--compare {args.compare}: not a folder")
+        _check_folder("--compare", args.compare)
 
 
 def _evaluate_with_bootstrap(args: argparse.Namespace) -> tuple[WiderResult, dict]:

@@ -389,6 +389,15 @@ def open_binary(where: str | os.PathLike[str] | ObjectPath) -> BinaryIO:
     return open(place, "rb")
 
 
+def missing_reason(where: Location) -> str:
+    """Why ``where`` (found neither a file nor a folder) is not there, for a one-line error:
+    ``no such bucket 'name'`` when its bucket is missing, else ``not found``."""
+    if isinstance(where, ObjectPath) and where.key:
+        if not ObjectPath(f"{where.scheme}://{where.bucket}").exists():
+            return f"no such bucket {where.bucket!r}"
+    return "not found"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One name in a folder listing: its path and whether it is a plain file."""
@@ -485,6 +494,7 @@ def iter_object_files(prefix: ObjectPath) -> Iterator[ObjectPath]:
 __all__ = [
     "FORWARDED_ENV", "REMOTE_SCHEMES", "Entry", "Location", "ObjectPath", "StorageError",
     "arrow_file", "cache_dir", "fetch_to_cache", "filesystem_for", "forwarded_env",
-    "is_remote", "iter_object_files", "list_dir", "location", "open_binary", "open_input",
+    "is_remote", "iter_object_files", "list_dir", "location", "missing_reason", "open_binary",
+    "open_input",
     "scheme_of", "write_whole",
 ]

@@ -14,6 +14,9 @@ benchmark through its one evaluation entry point (:func:`reports.wider.evaluate_
 - Every run, whatever its dataset (a labelled folder too): a summary with its images, errors,
   detections, the histogram of its scores and the list of images that could not be read.
 
+A run directory may be a local folder or an object-storage URI (``s3://bucket/run``), read in
+place through :class:`pipeline.rundir.RunDir`; the report folder is local.
+
 Figures are written as PNG and PDF under ``REPORT_DIR/figures/`` and embedded in the page as
 data URIs, so ``index.html`` works on its own, offline.
 """
@@ -47,7 +50,7 @@ class RunReport:
     """What the report shows of one run directory."""
 
     name: str
-    run_dir: Path
+    run_dir: Path | str  # a local folder, or an object-storage URI (``s3://bucket/run``)
     run_json: dict[str, Any]
     kind: str  # "wider" | "fddb" | "other"
     num_images: int = 0
@@ -106,16 +109,14 @@ def _fddb_sections(report: RunReport, dataset: dict[str, Any]) -> None:
 
 def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> RunReport:
     """Evaluate one run directory as its recorded dataset asks (see the module docstring)."""
-    run = RunDir.open(run_dir)
-    if not isinstance(run.root, Path):  # an object-storage run directory
-        raise ValueError(f"{run.root}: the report reads local run directories; copy the run "
-                         "to a local folder first")
+    run = RunDir.open(run_dir)  # a local folder or an object-storage prefix
+    root = run.root if isinstance(run.root, Path) else str(run.root)
     run_json = dict(run.record or {})
     dataset = run_json.get("config", {}).get("dataset", {})
     kind = str(dataset.get("dataset", "other"))
     images = run.images().to_pandas()
     failed = images[images["status"] != "ok"]
-    report = RunReport(name=name or run.root.name, run_dir=run.root, run_json=run_json,
+    report = RunReport(name=name or run.root.name, run_dir=root, run_json=run_json,
                        kind=kind if kind in ("wider", "fddb") else "other",
                        num_images=len(images), num_errors=len(failed),
                        errors=list(zip(failed["image_id"], failed["error"].fillna(""),
@@ -436,8 +437,9 @@ def write_report(
     """Evaluate the runs and write ``index.html``, ``report.md`` and ``figures/``.
 
     Args:
-        run_dirs: run directories (and ``dsfd train`` output folders, shown in a training
-            section: curves, validation AP, best step, config), in this order.
+        run_dirs: run directories, local or object-storage URIs (and ``dsfd train`` output
+            folders, shown in a training section: curves, validation AP, best step, config),
+            in this order.
         out_dir: the report folder (created).
         anchors_dir: an output folder of ``dsfd anchors`` to include, or None.
         names: display names (default: the folder names).

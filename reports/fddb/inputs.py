@@ -1,12 +1,16 @@
 """The FDDB evaluator's inputs: detections, image sizes and annotations (no torch, no Ray).
 
 Detections come from a run directory (read through :class:`pipeline.rundir.RunDir`) or an
-official detection file. A run directory stores boxes as float32 ``x1 y1 x2 y2`` pixels with
-x2/y2 exclusive (no +1 convention). FDDB rectangles are ``x y w h`` with the corners drawn at
-``x`` and ``x + w`` (both inclusive, after rounding), so the conversion is ``x = x1, y = y1,
-w = x2 - x1, h = y2 - y1`` (:func:`pipeline.boxes.xyxy_to_xywh`), computed in float64 from the
-float32 values (exact). This matches the PaddlePaddle/PyramidBox writer (w = x2 - x1); a
-detection file written from the same table with ``repr`` numbers evaluates identically.
+official detection file, and sizes from a size table or an image folder; a run directory, a
+detection file or a size table may be a local path or an object-storage URI (``s3://``,
+``gs://``, read through :mod:`pipeline.storage`), an image folder only a local path.
+
+A run directory stores boxes as float32 ``x1 y1 x2 y2`` pixels with x2/y2 exclusive (no +1
+convention). FDDB rectangles are ``x y w h`` with the corners drawn at ``x`` and ``x + w``
+(both inclusive, after rounding), so the conversion is ``x = x1, y = y1, w = x2 - x1,
+h = y2 - y1`` (:func:`pipeline.boxes.xyxy_to_xywh`), computed in float64 from the float32
+values (exact). This matches the PaddlePaddle/PyramidBox writer (w = x2 - x1); a detection
+file written from the same table with ``repr`` numbers evaluates identically.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pipeline.datasets.fddb import (
     read_image_sizes_tsv,
 )
 from pipeline.rundir import RunDir
+from pipeline.storage import Location, ObjectPath, location
 
 __all__ = [
     "Detections",
@@ -93,41 +98,55 @@ def index_detections(detections: Detections) -> dict[str, FddbDetections]:
     return {d.image_id: d for d in detections}
 
 
+def _arg(path: Location) -> str | Path:
+    """``path`` as the readers below take it (a ``Path``, or the URI of an object)."""
+    return path if isinstance(path, Path) else str(path)
+
+
 def read_predictions(
-    pred: str | os.PathLike[str], det_format: DetFormat = "rect"
+    pred: str | os.PathLike[str] | ObjectPath, det_format: DetFormat = "rect"
 ) -> Detections:
-    """Read a run directory (a mapping, rectangles only) or a detection file (a list).
+    """Read a run directory (a mapping, rectangles only) or a detection file (a list), a
+    local path or an object-storage URI.
 
     Raises:
         ValueError: a run directory with ``det_format`` other than ``rect``; a malformed
             detection file (file and line).
         FileNotFoundError: ``pred`` is neither a folder nor a file.
+        pipeline.storage.StorageError: the store refuses the request (one line naming it).
     """
-    path = Path(pred)
+    path = location(pred)
     if path.is_dir():
         if det_format != "rect":
             raise ValueError(f"{path}: a run directory holds rectangles: use det_format 'rect'")
-        return detections_from_run_dir(path)
+        return detections_from_run_dir(_arg(path))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: neither a run directory nor a detection file")
-    return read_detections(path, det_format)
+    return read_detections(_arg(path), det_format)
 
 
 def read_sizes(
-    spec: str | os.PathLike[str], image_ids: Sequence[str], image_ext: str = ".jpg"
+    spec: str | os.PathLike[str] | ObjectPath, image_ids: Sequence[str],
+    image_ext: str = ".jpg",
 ) -> dict[str, tuple[int, int]]:
-    """Image sizes from an image folder (``DIR/<image_id><image_ext>``) or a size table TSV.
+    """Image sizes from a local image folder (``DIR/<image_id><image_ext>``) or a size table
+    TSV (a local path or an object-storage URI).
 
     Raises:
-        ValueError: the table has no size for some of ``image_ids`` (how many, the first).
+        ValueError: the table has no size for some of ``image_ids`` (how many, the first); an
+            image folder in object storage.
         FileNotFoundError: ``spec`` is neither a folder nor a file; an image file is missing.
+        pipeline.storage.StorageError: the store refuses the request (one line naming it).
     """
-    path = Path(spec)
+    path = location(spec)
     if path.is_dir():
+        if isinstance(path, ObjectPath):
+            raise ValueError(f"{path}: image sizes are read from a local image folder or a "
+                             "size table (name width height); pass a size table here")
         return read_image_sizes_from_dir(path, list(image_ids), image_ext)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: neither an image folder nor a size table")
-    sizes = read_image_sizes_tsv(path)
+    sizes = read_image_sizes_tsv(_arg(path))
     missing = [i for i in image_ids if i not in sizes]
     if missing:
         raise ValueError(f"{path}: no size for {len(missing)} images, e.g. {missing[0]!r}")

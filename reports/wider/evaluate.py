@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 from pipeline.datasets.wider import SETTINGS, WiderGroundTruth, WiderImageGT, load_wider_gt_dir
 from pipeline.rundir import RunDir
@@ -103,8 +102,8 @@ def evaluate_predictions(
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` looks like a run directory (``run.json``, ``detections/`` or
     ``images/``) rather than a folder of txt files; reading it then insists on a whole run
-    (:class:`pipeline.rundir.RunDir`)."""
-    p = Path(path)
+    (:class:`pipeline.rundir.RunDir`); local or an object-storage URI."""
+    p = location(path)
     return RunDir.is_run_dir(p) or (p / "detections").is_dir() or (p / "images").is_dir()
 
 

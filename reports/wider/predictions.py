@@ -44,6 +44,7 @@ import numpy as np
 from pipeline.boxes import xyxy_to_xywh
 from pipeline.datasets.wider import WiderGroundTruth
 from pipeline.rundir import RunDir
+from pipeline.storage import Location, ObjectPath, list_dir, location
 from reports.wider import flavours
 from reports.wider.flavours import Flavour, WiderPortCrash
 
@@ -262,21 +263,39 @@ def parse_matlab_txt(text: str, where: str = "<prediction file>") -> ImageDetect
     return parse_matlab_file(text, where)[0]
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Location) -> str:
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
-def read_matlab_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPredictions:
-    """Read ``PRED_DIR/EVENT/NAME.txt`` for every ground-truth image, as ``read_pred.m``.
+def _file_test(folder: Location) -> Callable[[Location], bool]:
+    """``is_file`` for paths below ``folder``; below an object-storage prefix answered from one
+    listing, not one request per image."""
+    if isinstance(folder, Path):
+        return lambda path: path.is_file()
+    keys = {f"{folder.scheme}://{info.path}" for info in folder.walk_files()}
+    return lambda path: str(path) in keys
+
+
+def _children(folder: Location) -> list[tuple[Location, bool]]:
+    """``(path, is a folder)`` of each entry directly in ``folder``, sorted by name."""
+    if isinstance(folder, Path):
+        return [(p, p.is_dir()) for p in sorted(folder.iterdir())]
+    return [(e.path, not e.is_file) for e in list_dir(folder)]
+
+
+def read_matlab_txt_dir(pred_dir: Location, gt: WiderGroundTruth) -> WiderPredictions:
+    """Read ``PRED_DIR/EVENT/NAME.txt`` for every ground-truth image, as ``read_pred.m``
+    (a local folder or an object-storage prefix).
 
     Raises:
         ValueError: a ``nan``/``inf`` among the numbers the tool reads (file and line).
     """
     out = WiderPredictions(flavour=flavours.MATLAB.name, source=str(pred_dir))
+    is_file = _file_test(pred_dir)
     for img in gt:
         event, name = img.image_id.split("/", 1)
         path = pred_dir / event / f"{name}.txt"
-        if not path.is_file():
+        if not is_file(path):
             out.missing.append(img.image_id)
             out.messages.append(f"Can not find the prediction file {event} {name}")
             continue
@@ -338,7 +357,7 @@ def _pyport_detections(table: np.ndarray, where: str) -> ImageDetections:
     return ImageDetections(table[:, :4].copy(), table[:, -1].copy(), thr)
 
 
-def read_pyport_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPredictions:
+def read_pyport_txt_dir(pred_dir: Location, gt: WiderGroundTruth) -> WiderPredictions:
     """Read every file of every event folder, as the port's ``get_preds``; then look up each
     ground-truth image the way its evaluation loop does (crashing where it crashes).
 
@@ -348,11 +367,12 @@ def read_pyport_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPrediction
     """
     out = WiderPredictions(flavour=flavours.PYPORT.name, source=str(pred_dir))
     found: dict[str, tuple[str, np.ndarray]] = {}
-    for event_dir in sorted(pred_dir.iterdir()):
-        if not event_dir.is_dir():
+    children = _children(pred_dir)
+    for event_dir, event_is_dir in children:
+        if not event_is_dir:
             raise WiderPortCrash(f"NotADirectoryError: {event_dir} is not an event folder")
-        for file in sorted(event_dir.iterdir()):
-            if file.is_dir():
+        for file, file_is_dir in _children(event_dir):
+            if file_is_dir:
                 raise WiderPortCrash(f"IsADirectoryError: {file}")
             key, table = parse_pyport_txt(_read_text(file), str(file))
             image_id = f"{event_dir.name}/{key}"
@@ -362,9 +382,7 @@ def read_pyport_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPrediction
                     "whichever its directory listing returns last, so its result is undefined"
                 )
             found[image_id] = (str(file), table)
-    events = {k.split("/", 1)[0] for k in found} | {
-        p.name for p in pred_dir.iterdir() if p.is_dir()
-    }
+    events = {k.split("/", 1)[0] for k in found} | {p.name for p, is_dir in children if is_dir}
     gt_ids = set(gt.image_ids)
     for img in gt:
         event, name = img.image_id.split("/", 1)
@@ -384,16 +402,18 @@ def read_pyport_txt_dir(pred_dir: Path, gt: WiderGroundTruth) -> WiderPrediction
     return out
 
 
-TXT_READERS: dict[str, Callable[[Path, WiderGroundTruth], WiderPredictions]] = {
+TXT_READERS: dict[str, Callable[[Location, WiderGroundTruth], WiderPredictions]] = {
     flavours.MATLAB.name: read_matlab_txt_dir,
     flavours.PYPORT.name: read_pyport_txt_dir,
 }  # flavour name -> how its tool reads a folder of txt files
 
 
 def read_txt_predictions(
-    pred_dir: str | os.PathLike[str], gt: WiderGroundTruth, flavour: str | Flavour = "matlab"
+    pred_dir: str | os.PathLike[str] | ObjectPath, gt: WiderGroundTruth,
+    flavour: str | Flavour = "matlab",
 ) -> WiderPredictions:
-    """Read a folder of official-format txt files as ``flavour``'s tool does.
+    """Read a folder of official-format txt files (local, or an object-storage prefix) as
+    ``flavour``'s tool does.
 
     Raises:
         ValueError: an unknown flavour; a ``nan``/``inf`` score or box coordinate the tool
@@ -402,10 +422,10 @@ def read_txt_predictions(
         WiderPortCrash: (pyport) where the port would crash.
     """
     reader = TXT_READERS[flavours.flavour(flavour).name]
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise NotADirectoryError(f"{pred_dir}: prediction folder not found")
-    return reader(pred_dir, gt)
+    folder = location(pred_dir)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: prediction folder not found")
+    return reader(folder, gt)
 
 
 # ----------------------------------------------------------------------------------------
@@ -463,7 +483,7 @@ def _run_degenerate_warning(images: dict[str, ImageDetections], where: str) -> s
     )
 
 
-def _read_run_table(run_dir: Path) -> tuple[np.ndarray, np.ndarray, set[str]]:
+def _read_run_table(run_dir: Location) -> tuple[np.ndarray, np.ndarray, set[str]]:
     """A run's detection rows and the images it covered.
 
     Returns:
@@ -488,9 +508,11 @@ def _read_run_table(run_dir: Path) -> tuple[np.ndarray, np.ndarray, set[str]]:
 
 
 def read_run_predictions(
-    run_dir: str | os.PathLike[str], gt: WiderGroundTruth, flavour: str | Flavour = "matlab"
+    run_dir: str | os.PathLike[str] | ObjectPath, gt: WiderGroundTruth,
+    flavour: str | Flavour = "matlab",
 ) -> WiderPredictions:
-    """Read a run directory's detections as ``flavour`` would read its exported txt files.
+    """Read a run directory's detections (a local folder or an object-storage URI such as
+    ``s3://bucket/run``) as ``flavour`` would read its exported txt files.
 
     Boxes become ``x = x1, w = x2 - x1`` (float64, no rounding); for a run of the official
     network (inclusive corners, see ``pipeline.exports.wider.box_convention``) ``w = x2 - x1
@@ -508,7 +530,7 @@ def read_run_predictions(
     from pipeline.exports.wider import box_convention
 
     fl = flavours.flavour(flavour)
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     image_ids, values, known = _read_run_table(run_dir)
     boxes = values[:, :4].astype(np.float64)
     if box_convention(dict(RunDir.open(run_dir).record or {})) == "inclusive":
