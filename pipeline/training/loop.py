@@ -124,7 +124,8 @@ def format_entry(entry: dict[str, Any], steps: int) -> str:
         return (f"validation step {entry['step']}/{steps}: {metric} {values} "
                 f"({entry['val_images']:.0f} images)" + (" best" if entry.get("best") else ""))
     return (f"step {entry['step']}/{steps} lr {entry['lr']:.1e} loss {entry['loss']:.4f} "
-            f"(second conf {entry['second_conf']:.3f} box {entry['second_box']:.3f}) "
+            f"(second conf {entry['second_conf'] + 0.0:.3f} "  # + 0.0: no "-0.000"
+            f"box {entry['second_box'] + 0.0:.3f}) "
             f"{entry['images_per_s']:.1f} img/s")
 
 
