@@ -64,6 +64,23 @@ def score(text: str) -> float:
     return value
 
 
+def add_bootstrap_arguments(parser: argparse.ArgumentParser, *, interval_help: str,
+                            compare_help: str) -> None:
+    """``--bootstrap N``, ``--seed S`` and ``--compare RUN_B`` of the evaluators (checked by
+    :func:`check_bootstrap_arguments`)."""
+    parser.add_argument("--bootstrap", type=int, metavar="N", help=interval_help)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (0)")
+    parser.add_argument("--compare", metavar="RUN_B", help=compare_help)
+
+
+def check_bootstrap_arguments(args: argparse.Namespace) -> None:
+    """``--bootstrap N`` needs N >= 1; ``--compare`` needs ``--bootstrap``."""
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise CommandError(f"--bootstrap {args.bootstrap}: need at least 1 replicate")
+    if args.compare is not None and args.bootstrap is None:
+        raise CommandError("--compare needs --bootstrap N (the number of replicates)")
+
+
 def note(command: str, message: str) -> None:
     """One line on stderr (``dsfd COMMAND: note: ...``); stdout carries results only."""
     print(f"dsfd {command}: note: {message}", file=sys.stderr)

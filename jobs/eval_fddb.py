@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.common import CommandError
+from jobs.common import CommandError, add_bootstrap_arguments, check_bootstrap_arguments
 
 if TYPE_CHECKING:
     from pipeline.datasets.fddb import DetFormat, FddbImage
@@ -75,19 +75,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="fit a rectangle -> ellipse regressor on the matched pairs and save it (before "
         "evaluating; pass the same path to --ellipse to apply it)",
     )
-    parser.add_argument(
-        "--bootstrap",
-        type=int,
-        metavar="N",
-        help="also print a 95%% bootstrap interval of both TPRs from N image resamplings "
-        "(1000 is usual; the TPRs and ROC files are unchanged)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (0)")
-    parser.add_argument(
-        "--compare",
-        metavar="RUN_B",
-        help="with --bootstrap: paired bootstrap of TPR(--pred) - TPR(RUN_B) on the same "
-        "images (RUN_B read and converted as --pred)",
+    add_bootstrap_arguments(
+        parser,
+        interval_help="also print a 95%% bootstrap interval of both TPRs from N image "
+        "resamplings (1000 is usual; the TPRs and ROC files are unchanged)",
+        compare_help="with --bootstrap: paired bootstrap of TPR(--pred) - TPR(RUN_B) on the "
+        "same images (RUN_B read and converted as --pred)",
     )
 
 
@@ -204,10 +197,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from reports.fddb import evaluate_run, write_roc
     from reports.fddb.inputs import load_annotations
 
-    if args.bootstrap is not None and args.bootstrap < 1:
-        raise CommandError(f"--bootstrap {args.bootstrap}: need at least 1 replicate")
-    if args.compare is not None and args.bootstrap is None:
-        raise CommandError("--compare needs --bootstrap N (the number of replicates)")
+    check_bootstrap_arguments(args)
     annotations = load_annotations(args.annotations)
     image_ids = [a.image_id for a in annotations]
     detections = _load_detections(args.pred, args.det_format)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.common import CommandError
+from jobs.common import CommandError, add_bootstrap_arguments, check_bootstrap_arguments
 
 if TYPE_CHECKING:
     from reports.wider import WiderResult
@@ -55,18 +55,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also report recall per attribute on hard faces (precision floor --precision)",
     )
     parser.add_argument("--precision", type=float, default=0.9, help="precision floor (0.9)")
-    parser.add_argument(
-        "--bootstrap",
-        type=int,
-        metavar="N",
-        help="also print a 95%% bootstrap interval per setting from N image resamplings "
-        "(1000 is usual; the AP printed above is unchanged)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (0)")
-    parser.add_argument(
-        "--compare",
-        metavar="RUN_B",
-        help="with --bootstrap: paired bootstrap of AP(--pred) - AP(RUN_B) on the same images",
+    add_bootstrap_arguments(
+        parser,
+        interval_help="also print a 95%% bootstrap interval per setting from N image "
+        "resamplings (1000 is usual; the AP printed above is unchanged)",
+        compare_help="with --bootstrap: paired bootstrap of AP(--pred) - AP(RUN_B) on the same "
+        "images",
     )
 
 
@@ -146,11 +140,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _check_bootstrap_args(args: argparse.Namespace) -> None:
     """``--bootstrap N`` needs N >= 1; ``--compare`` needs ``--bootstrap`` and a folder."""
-    if args.bootstrap is not None and args.bootstrap < 1:
-        raise CommandError(f"--bootstrap {args.bootstrap}: need at least 1 replicate")
+    check_bootstrap_arguments(args)
     if args.compare is not None:
-        if args.bootstrap is None:
-            raise CommandError("--compare needs --bootstrap N (the number of replicates)")
         _check_folder("--compare", args.compare)
 
 

@@ -65,12 +65,17 @@ class RunReport:
     attributes: dict[str, Any] | None = None
     fddb: dict[str, FddbResult] = field(default_factory=dict)  # conversion label -> result
     gt: WiderGroundTruth | None = field(default=None, repr=False)
+    # flavour name -> per-image bootstrap tables, filled by the evaluation itself when asked
+    wider_boot: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str]) -> None:
-    """AP in both flavours on the images the run covered, the attribute breakdown (matlab)."""
+def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str],
+                    bootstrap: bool = False) -> None:
+    """AP in both flavours on the images the run covered, the attribute breakdown (matlab);
+    with ``bootstrap``, the matlab flavour's per-image tables kept on the way."""
     from pipeline.datasets.wider import load_wider_gt_dir
     from reports.wider import WiderPortCrash, evaluate_run
+    from reports.wider.bootstrap import BootstrapCollector
 
     gt_dir = dataset.get("eval_ground_truth")
     if not gt_dir:
@@ -82,12 +87,17 @@ def _wider_sections(report: RunReport, dataset: dict[str, Any], run_ids: set[str
         events=full.events, settings=full.settings, source=full.source)
     report.gt = gt
     for flavour in FLAVOURS:
+        collector = BootstrapCollector(len(gt), flavour) if bootstrap and flavour is MATLAB \
+            else None
         try:
-            result = evaluate_run(report.run_dir, gt, flavour, attributes=flavour is MATLAB)
+            result = evaluate_run(report.run_dir, gt, flavour, attributes=flavour is MATLAB,
+                                  per_image=collector.add if collector is not None else None)
         except WiderPortCrash as exc:
             report.wider_errors[flavour.name] = str(exc)
             continue
         report.wider[flavour.name] = result
+        if collector is not None:
+            report.wider_boot[flavour.name] = collector.state()
         if result.attributes is not None:
             report.attributes = result.attributes
 
@@ -107,8 +117,10 @@ def _fddb_sections(report: RunReport, dataset: dict[str, Any]) -> None:
                                           fp_budget=FP_BUDGET)
 
 
-def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> RunReport:
-    """Evaluate one run directory as its recorded dataset asks (see the module docstring)."""
+def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None, *,
+                  bootstrap: bool = False) -> RunReport:
+    """Evaluate one run directory as its recorded dataset asks (see the module docstring);
+    ``bootstrap``: also keep the per-image tables a bootstrap resamples."""
     run = RunDir.open(run_dir)  # a local folder or an object-storage prefix
     root = run.root if isinstance(run.root, Path) else str(run.root)
     run_json = dict(run.record or {})
@@ -126,7 +138,7 @@ def summarize_run(run_dir: str | os.PathLike[str], name: str | None = None) -> R
         report.num_detections += len(scores)
         report.score_counts += np.histogram(np.clip(scores, 0.0, 1.0), SCORE_BINS)[0]
     if report.kind == "wider":
-        _wider_sections(report, dataset, set(images["image_id"]))
+        _wider_sections(report, dataset, set(images["image_id"]), bootstrap)
     elif report.kind == "fddb":
         _fddb_sections(report, dataset)
     return report
@@ -461,7 +473,8 @@ def write_report(
         raise NotADirectoryError(f"report output {out} exists and is not a folder")
     named = [(d, None if names is None else names[k]) for k, d in enumerate(run_dirs)]
     trainings = [summarize_training(d, n) for d, n in named if is_training_dir(d)]
-    reports = [summarize_run(d, n) for d, n in named if not is_training_dir(d)]
+    reports = [summarize_run(d, n, bootstrap=bootstrap > 0) for d, n in named
+               if not is_training_dir(d)]
     out.mkdir(parents=True, exist_ok=True)  # only once every run has been read
     from reports.tables import run_bootstraps, write_comparison
 

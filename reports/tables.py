@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from reports.report import RunReport
 
 __all__ = ["Cell", "Comparison", "GroupedTable", "ap_table", "fddb_table", "speed_points",
-           "table_csv", "table_html", "table_latex", "table_markdown", "wider_intervals",
+           "table_csv", "table_html", "table_latex", "table_markdown",
            "write_comparison", "write_curves"]
 
 Interval = tuple[float, float]
@@ -95,33 +95,6 @@ class GroupedTable:
 # ----------------------------------------------------------------------------- intervals
 
 
-def wider_intervals(reports: Sequence[RunReport], num_replicates: int, *, seed: int = 0,
-                    level: float = 0.95,
-                    flavours: Sequence[str] = (MATLAB.name,)) -> list[RunIntervals]:
-    """Bootstrap intervals of each run's WIDER AP, aligned with ``reports`` (empty for a run
-    without WIDER results).
-
-    Args:
-        reports: summarized runs (their ground truth restricted to the images they covered).
-        num_replicates: bootstrap replicates (>= 1; 1000 is usual).
-        seed: seed of the image resampling (the same for every run).
-        level: coverage of the percentile intervals.
-        flavours: which flavours (each is read and tabulated once more per run).
-    """
-    from reports.wider import bootstrap_interval, bootstrap_state, load_predictions
-
-    out: list[RunIntervals] = []
-    for r in reports:
-        per_run: RunIntervals = {}
-        for name in flavours:
-            if r.gt is None or name not in r.wider:
-                continue
-            state = bootstrap_state(load_predictions(r.run_dir, r.gt, name), r.gt)
-            per_run[name] = bootstrap_interval(state, num_replicates, seed=seed, level=level)
-        out.append(per_run)
-    return out
-
-
 @dataclass
 class RunBootstrap:
     """One run's bootstrap: intervals and curve bands (WIDER matlab AP, FDDB TPR per
@@ -140,7 +113,8 @@ def run_bootstraps(reports: Sequence[RunReport], num_replicates: int, *, seed: i
     """Each run's intervals and pointwise curve bands from ``num_replicates`` image
     resamplings (the same seed for every run, so two runs on the same images are paired).
 
-    WIDER: the matlab flavour's tables (:func:`wider_intervals`), PR bands
+    WIDER: the matlab flavour's per-image tables (kept by :func:`reports.report.summarize_run`
+    with ``bootstrap``, else tabulated from the run once more), PR bands
     (:func:`reports.wider.bootstrap.pr_bands`); FDDB: the evaluation's own per-image entries
     (:func:`reports.fddb.bootstrap.bootstrap_state_from_result`), ROC bands
     (:func:`reports.fddb.bootstrap.roc_bands`).
@@ -154,7 +128,9 @@ def run_bootstraps(reports: Sequence[RunReport], num_replicates: int, *, seed: i
         boot = RunBootstrap({}, {}, {}, {}, {}, {})
         name = MATLAB.name
         if r.gt is not None and name in r.wider:
-            state = bootstrap_state(load_predictions(r.run_dir, r.gt, name), r.gt)
+            state = r.wider_boot.get(name)
+            if state is None:  # a report summarized without bootstrap: tabulate once more
+                state = bootstrap_state(load_predictions(r.run_dir, r.gt, name), r.gt)
             boot.wider_states[name] = state
             boot.wider_intervals[name] = bootstrap_interval(state, num_replicates, seed=seed,
                                                             level=level)

@@ -15,7 +15,6 @@ batch gives each image the detections it gets alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -52,6 +51,7 @@ class OnnxFaceDetector:
         import onnxruntime as ort
         import torch
 
+        from dsfd.checkpoint import sha256_file
         from dsfd.postprocess import PostprocessConfig
 
         spec = PREFIX + path
@@ -76,7 +76,7 @@ class OnnxFaceDetector:
         self.config = _postprocess_config(spec, meta.get("dsfd.postprocess"), PostprocessConfig)
         self.device = "cuda" if use_cuda else "cpu"
         self.batch_size = batch_size
-        checksum = _sha256_file(path)
+        checksum = sha256_file(path)
         exported_from = _json_or_text(meta.get("dsfd.model"))
         self.identity: dict[str, Any] = {
             "name": f"onnx:{os.path.basename(path)}", "checksum": checksum,
@@ -180,14 +180,6 @@ def _json_or_text(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open(spec: str, device: str, batch_size: int) -> OnnxFaceDetector:
